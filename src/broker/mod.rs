@@ -1,0 +1,124 @@
+//! Events and the [`Broker`] that fans them out to open streams.
+
+mod memory;
+
+use std::sync::Arc;
+
+use actix_web_lab::sse;
+use bytestring::ByteString;
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use crate::auth::{Topic, TopicPattern};
+
+pub use memory::MemoryBroker;
+
+/// The event type SSE clients receive when a frame has no `event:` line.
+pub const DEFAULT_EVENT_TYPE: &str = "message";
+
+/// Event types the server sends itself; publishers may not use them.
+pub const RESERVED_EVENT_TYPES: [&str; 3] = ["ready", "close", "reset"];
+
+/// A published event, encoded once and shared by every stream that receives it.
+#[derive(Debug)]
+pub struct Event {
+    id: Uuid,
+    topic: Topic,
+    kind: ByteString,
+    published_at: DateTime<Utc>,
+    frame: sse::Data,
+}
+
+impl Event {
+    /// An event with a time-ordered id (UUID v7) whose `data` is serialized JSON.
+    pub fn new(id: Uuid, topic: Topic, kind: &str, data: ByteString, published_at: DateTime<Utc>) -> Self {
+        let kind = ByteString::from(kind);
+        let mut frame = sse::Data::new(data).id(id.hyphenated().to_string());
+        if kind != DEFAULT_EVENT_TYPE {
+            frame.set_event(kind.clone());
+        }
+        Self {
+            id,
+            topic,
+            kind,
+            published_at,
+            frame,
+        }
+    }
+
+    /// The event's id.
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+    /// The topic it was published to.
+    pub fn topic(&self) -> &Topic {
+        &self.topic
+    }
+    /// Its event type.
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+    /// When it was published.
+    pub fn published_at(&self) -> DateTime<Utc> {
+        self.published_at
+    }
+    /// The SSE frame: a handle onto the shared, already-serialized payload.
+    pub fn frame(&self) -> sse::Data {
+        self.frame.clone()
+    }
+}
+
+/// Why a stream stopped receiving events from the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detached {
+    /// It fell too far behind: its buffer filled up.
+    Lagging,
+}
+
+/// The receiving end of one stream's subscription. Dropping it unsubscribes.
+pub struct Subscription {
+    pub(crate) events: mpsc::Receiver<Arc<Event>>,
+    pub(crate) detached: Arc<std::sync::OnceLock<Detached>>,
+    pub(crate) _guard: Box<dyn Send + Sync>,
+}
+
+impl Subscription {
+    /// The next event; `None` once the broker detached this subscription.
+    pub async fn recv(&mut self) -> Option<Arc<Event>> {
+        self.events.recv().await
+    }
+
+    /// Why the broker detached this subscription, once it has.
+    pub fn detached(&self) -> Option<Detached> {
+        self.detached.get().copied()
+    }
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription").finish_non_exhaustive()
+    }
+}
+
+/// Why an event could not be handed to the broker.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// The backend cannot be reached.
+    #[error("the broker is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Fans events out to subscriptions; the seam for a multi-instance backend.
+#[async_trait::async_trait]
+pub trait Broker: Send + Sync + 'static {
+    /// Delivers `event` to every subscription whose patterns match its topic;
+    /// returns how many local subscriptions it was queued for.
+    async fn publish(&self, event: Arc<Event>) -> Result<usize, BrokerError>;
+
+    /// Subscribes to `patterns`; events published after this returns are received.
+    async fn subscribe(&self, patterns: &[TopicPattern]) -> Result<Subscription, BrokerError>;
+
+    /// Checks the backend answers.
+    async fn ping(&self) -> Result<(), String>;
+}

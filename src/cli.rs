@@ -1,0 +1,171 @@
+//! What the binary's subcommands do: `serve` runs the service, `mint` signs a
+//! development token.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::auth::{KeySource, MintRequest, Permissions, Subject, TopicPattern, mint as sign};
+use crate::config::{Config, ServeArgs};
+
+/// Flags of `sse-ticket mint`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MintArgs {
+    /// The token's subject (`sub`).
+    #[arg(long, value_parser = |s: &str| Subject::parse(s))]
+    pub sub: Subject,
+    /// A topic pattern the token may subscribe to (repeatable).
+    #[arg(long, value_parser = |s: &str| TopicPattern::parse(s))]
+    pub subscribe: Vec<TopicPattern>,
+    /// A topic pattern the token may publish to (repeatable).
+    #[arg(long, value_parser = |s: &str| TopicPattern::parse(s))]
+    pub publish: Vec<TopicPattern>,
+    /// Grant the admin permission.
+    #[arg(long)]
+    pub admin: bool,
+    /// Lifetime of the token (`24h`, `15m`).
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    pub ttl: Duration,
+    /// HMAC secret to sign with.
+    #[arg(long, env = "SSE_TICKET_JWT_SECRET", hide_env_values = true, value_parser = |s: &str| Ok::<_, std::convert::Infallible>(SecretString::from(s)))]
+    pub secret: SecretString,
+    /// `iss` to put in the token (the server checks it when configured).
+    #[arg(long, env = "SSE_TICKET_JWT_ISSUER")]
+    pub issuer: Option<String>,
+    /// `aud` to put in the token (the server checks it when configured).
+    #[arg(long, env = "SSE_TICKET_JWT_AUDIENCE")]
+    pub audience: Option<String>,
+}
+
+/// `sse-ticket mint`: prints one HS256 token on stdout.
+pub fn mint(args: MintArgs) -> ExitCode {
+    let request = MintRequest {
+        sub: args.sub,
+        permissions: Permissions {
+            subscribe: args.subscribe,
+            publish: args.publish,
+            admin: args.admin,
+        },
+        ttl: args.ttl,
+        issuer: args.issuer,
+        audience: args.audience,
+        now: chrono::Utc::now(),
+    };
+    match sign(&args.secret, &request) {
+        Ok(token) => {
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `sse-ticket serve`: runs the service until SIGINT or SIGTERM.
+pub async fn serve(args: ServeArgs) -> ExitCode {
+    let config = match Config::from_args(args) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    crate::telemetry::init(config.log_format);
+    tracing::info!(?config, "starting");
+    let dev_secret = match (&config.keys, config.dev) {
+        (KeySource::Secret(secret), true) => Some(secret.clone()),
+        _ => None,
+    };
+    let server = match crate::run(config).await {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(secret) = dev_secret {
+        print_dev_banner(&secret, server.local_addr());
+    }
+    let stopper = server.stopper();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        stopper.stop().await;
+    });
+    match server.run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "server failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Tells a new user everything needed to try the service with curl.
+fn print_dev_banner(secret: &SecretString, addr: std::net::SocketAddr) {
+    use secrecy::ExposeSecret as _;
+    let token = |sub: &str, subscribe: &[&str], publish: &[&str]| {
+        let parse = |raw: &[&str]| raw.iter().filter_map(|p| TopicPattern::parse(p).ok()).collect();
+        let request = MintRequest {
+            sub: Subject::parse(sub).unwrap_or_else(|_| unreachable!("constant subject")),
+            permissions: Permissions {
+                subscribe: parse(subscribe),
+                publish: parse(publish),
+                admin: false,
+            },
+            ttl: Duration::from_secs(24 * 3600),
+            issuer: None,
+            audience: None,
+            now: chrono::Utc::now(),
+        };
+        sign(secret, &request).unwrap_or_else(|e| format!("<cannot mint: {e}>"))
+    };
+    let subscriber = token("alice", &["orders/*"], &[]);
+    let publisher = token("backend", &[], &["*"]);
+    let base = format!("http://{addr}");
+    println!(
+        r#"
+sse-ticket is running in DEV MODE on {base}
+Tokens are signed with a random secret that lives as long as this process. Not for production.
+
+  export SSE_TICKET_JWT_SECRET={secret}
+  export SUB_TOKEN={subscriber}   # sub=alice, may subscribe to orders/* (and user/alice)
+  export PUB_TOKEN={publisher}   # sub=backend, may publish anywhere
+
+Try it (in a second terminal, after the exports above):
+  # 1. trade the bearer token for a single-use ticket
+  curl -s -X POST {base}/sse-token -H "Authorization: Bearer $SUB_TOKEN" -d '{{"topics":["orders/*"]}}'
+  # 2. open the stream with the ticket (it is consumed now)
+  curl -N "{base}/stream?token=<ticket from step 1>"
+  # 3. publish from a third terminal
+  curl -s -X POST {base}/publish -H "Authorization: Bearer $PUB_TOKEN" -d '{{"topic":"orders/42","event":"order.updated","data":{{"status":"shipped"}}}}'
+  # more tokens: sse-ticket mint --sub bob --subscribe 'orders/*'
+"#,
+        secret = secret.expose_secret(),
+    );
+}

@@ -1,0 +1,259 @@
+//! One [`Config`], read from `serve`'s flags and `SSE_TICKET_*` variables and
+//! validated before anything starts.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rand::distr::{Alphanumeric, SampleString as _};
+use secrecy::SecretString;
+
+use crate::auth::{KeySource, VerifierSettings};
+use crate::ticket::StoreLimits;
+
+/// Flags (and environment variables) of `sse-ticket serve`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Service")]
+pub struct ServeArgs {
+    /// Listen address.
+    #[arg(long, env = "SSE_TICKET_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: String,
+
+    /// Development mode: generate a random HMAC secret and print ready tokens and curl lines.
+    #[arg(long)]
+    pub dev: bool,
+
+    /// HMAC secret: accepts HS256/HS384/HS512 tokens.
+    #[arg(long, env = "SSE_TICKET_JWT_SECRET", hide_env_values = true, value_parser = secret)]
+    pub jwt_secret: Option<SecretString>,
+
+    /// Path of a PEM public key: RS*/PS*, ES256/ES384 or EdDSA by key type.
+    #[arg(long, env = "SSE_TICKET_JWT_PUBLIC_KEY")]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// JWKS endpoint of an identity provider.
+    #[arg(long, env = "SSE_TICKET_JWKS_URL")]
+    pub jwks_url: Option<String>,
+
+    /// When set, `iss` must equal it.
+    #[arg(long, env = "SSE_TICKET_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// When set, `aud` must contain it.
+    #[arg(long, env = "SSE_TICKET_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Ticket lifetime (`60s`, `2m`).
+    #[arg(long, env = "SSE_TICKET_TICKET_TTL", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub ticket_ttl: Duration,
+
+    /// Outstanding (unredeemed, unexpired) tickets one subject may hold.
+    #[arg(long, env = "SSE_TICKET_MAX_TICKETS_PER_SUBJECT", default_value_t = 32)]
+    pub max_tickets_per_subject: usize,
+
+    /// Outstanding tickets the whole service may hold; beyond it `/sse-token` answers 503.
+    #[arg(long, env = "SSE_TICKET_MAX_TICKETS", default_value_t = 1_000_000)]
+    pub max_tickets: usize,
+
+    /// Interval of `: ping` comments on idle streams.
+    #[arg(long, env = "SSE_TICKET_HEARTBEAT", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub heartbeat: Duration,
+
+    /// Comma-separated origins whose pages may fetch tickets, publish and open `/stream` cross-origin.
+    #[arg(long, env = "SSE_TICKET_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
+    /// Log format.
+    #[arg(long, env = "SSE_TICKET_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Why the configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// No key source and no `--dev`.
+    #[error(
+        "no key to verify bearer tokens: set exactly one of SSE_TICKET_JWT_SECRET, SSE_TICKET_JWT_PUBLIC_KEY or SSE_TICKET_JWKS_URL, or run `serve --dev`"
+    )]
+    NoKey,
+    /// More than one key source.
+    #[error(
+        "set only one of SSE_TICKET_JWT_SECRET, SSE_TICKET_JWT_PUBLIC_KEY and SSE_TICKET_JWKS_URL (found: {0})"
+    )]
+    SeveralKeys(String),
+    /// `--dev` with a public key or JWKS.
+    #[error("--dev signs its tokens with a secret: it cannot be combined with SSE_TICKET_JWT_PUBLIC_KEY or SSE_TICKET_JWKS_URL")]
+    DevWithPublicKey,
+    /// A setting with a value outside its range.
+    #[error("{name} {problem}")]
+    Invalid {
+        /// The environment variable.
+        name: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+/// The validated configuration of a running service.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listen address.
+    pub bind: String,
+    /// Where bearer-token keys come from.
+    pub keys: KeySource,
+    /// Issuer and audience checks.
+    pub verifier: VerifierSettings,
+    /// Ticket lifetime and caps.
+    pub tickets: StoreLimits,
+    /// Interval of `: ping` on idle streams.
+    pub heartbeat: Duration,
+    /// Origins allowed cross-origin (`*` for any).
+    pub cors_origins: Vec<String>,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Whether `--dev` was given (the secret in `keys` was generated or given).
+    pub dev: bool,
+}
+
+impl Config {
+    /// A configuration with every default and the given key source.
+    pub fn new(keys: KeySource) -> Self {
+        Self {
+            bind: "127.0.0.1:8080".into(),
+            keys,
+            verifier: VerifierSettings::default(),
+            tickets: StoreLimits {
+                ttl: Duration::from_secs(60),
+                per_subject: 32,
+                total: 1_000_000,
+            },
+            heartbeat: Duration::from_secs(15),
+            cors_origins: Vec::new(),
+            log_format: LogFormat::Pretty,
+            dev: false,
+        }
+    }
+
+    /// Validates `serve`'s arguments.
+    pub fn from_args(args: ServeArgs) -> Result<Self, ConfigError> {
+        let keys = key_source(&args)?;
+        let positive = |name, value: Duration| {
+            if value.is_zero() {
+                Err(ConfigError::Invalid { name, problem: "must be longer than zero".into() })
+            } else {
+                Ok(value)
+            }
+        };
+        let at_least_one = |name, value: usize| {
+            if value == 0 {
+                Err(ConfigError::Invalid { name, problem: "must be at least 1".into() })
+            } else {
+                Ok(value)
+            }
+        };
+        let non_empty = |name, value: Option<String>| match value {
+            Some(v) if v.trim().is_empty() => Err(ConfigError::Invalid { name, problem: "is empty".into() }),
+            other => Ok(other),
+        };
+        Ok(Self {
+            bind: args.bind,
+            keys,
+            verifier: VerifierSettings {
+                issuer: non_empty("SSE_TICKET_JWT_ISSUER", args.jwt_issuer)?,
+                audience: non_empty("SSE_TICKET_JWT_AUDIENCE", args.jwt_audience)?,
+            },
+            tickets: StoreLimits {
+                ttl: positive("SSE_TICKET_TICKET_TTL", args.ticket_ttl)?,
+                per_subject: at_least_one("SSE_TICKET_MAX_TICKETS_PER_SUBJECT", args.max_tickets_per_subject)?,
+                total: at_least_one("SSE_TICKET_MAX_TICKETS", args.max_tickets)?,
+            },
+            heartbeat: positive("SSE_TICKET_HEARTBEAT", args.heartbeat)?,
+            cors_origins: args
+                .cors_origins
+                .iter()
+                .map(|o| o.trim())
+                .filter(|o| !o.is_empty())
+                .map(origin)
+                .collect::<Result<_, _>>()?,
+            log_format: args.log_format,
+            dev: args.dev,
+        })
+    }
+}
+
+fn key_source(args: &ServeArgs) -> Result<KeySource, ConfigError> {
+    let mut found = Vec::new();
+    if args.jwt_secret.is_some() {
+        found.push("SSE_TICKET_JWT_SECRET");
+    }
+    if args.jwt_public_key.is_some() {
+        found.push("SSE_TICKET_JWT_PUBLIC_KEY");
+    }
+    if args.jwks_url.is_some() {
+        found.push("SSE_TICKET_JWKS_URL");
+    }
+    if found.len() > 1 {
+        return Err(ConfigError::SeveralKeys(found.join(", ")));
+    }
+    if args.dev && (args.jwt_public_key.is_some() || args.jwks_url.is_some()) {
+        return Err(ConfigError::DevWithPublicKey);
+    }
+    if let Some(secret) = &args.jwt_secret {
+        use secrecy::ExposeSecret as _;
+        if secret.expose_secret().is_empty() {
+            return Err(ConfigError::Invalid { name: "SSE_TICKET_JWT_SECRET", problem: "is empty".into() });
+        }
+        return Ok(KeySource::Secret(secret.clone()));
+    }
+    if let Some(path) = &args.jwt_public_key {
+        return Ok(KeySource::PublicKeyPem(path.clone()));
+    }
+    if let Some(url) = &args.jwks_url {
+        let url = reqwest::Url::parse(url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .ok_or_else(|| ConfigError::Invalid {
+                name: "SSE_TICKET_JWKS_URL",
+                problem: format!("is not an http(s) URL: {url}"),
+            })?;
+        return Ok(KeySource::JwksUrl(url));
+    }
+    if args.dev {
+        return Ok(KeySource::Secret(dev_secret()));
+    }
+    Err(ConfigError::NoKey)
+}
+
+fn secret(raw: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(raw.into())
+}
+
+/// A random 43-character secret for `--dev`.
+pub fn dev_secret() -> SecretString {
+    Alphanumeric.sample_string(&mut rand::rng(), 43).into()
+}
+
+/// Validates one CORS origin: `*`, or `scheme://host[:port]` with nothing after.
+fn origin(raw: &str) -> Result<String, ConfigError> {
+    if raw == "*" {
+        return Ok(raw.into());
+    }
+    let invalid = || ConfigError::Invalid {
+        name: "SSE_TICKET_CORS_ORIGINS",
+        problem: format!("holds {raw:?}, which is not an origin like https://app.example.com"),
+    };
+    let url = reqwest::Url::parse(raw).map_err(|_| invalid())?;
+    let bare = url.path() == "/" && url.query().is_none() && url.fragment().is_none() && !raw.ends_with('/');
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() || !bare {
+        return Err(invalid());
+    }
+    Ok(url.origin().ascii_serialization())
+}

@@ -1,0 +1,24 @@
+//! JSON request bodies, whatever `Content-Type` the client sent (curl's `-d`
+//! says form-encoded), with size and syntax errors in the contract's terms.
+
+use actix_web::error::PayloadError;
+use actix_web::web::Bytes;
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+
+/// Parses a body read by the `Bytes` extractor; `None` for an empty body.
+pub(crate) fn json<T: DeserializeOwned>(body: Result<Bytes, actix_web::Error>) -> Result<Option<T>, ApiError> {
+    let bytes = body.map_err(|e| match e.as_error::<PayloadError>() {
+        Some(PayloadError::Overflow) => {
+            ApiError::PayloadTooLarge(format!("the body is larger than {} bytes", super::MAX_BODY))
+        }
+        _ => ApiError::InvalidBody("the body could not be read".into()),
+    })?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| ApiError::InvalidBody(format!("the body is not valid JSON for this endpoint: {e}")))
+}

@@ -1,0 +1,161 @@
+//! [`ApiError`]: every error a client can see, mapped in one place to the
+//! contract's JSON body `{"error": "<code>", "message": "<sentence>"}`.
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, CacheControl, CacheDirective};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::auth::AuthError;
+use crate::broker::BrokerError;
+use crate::ticket::IssueError;
+
+/// `WWW-Authenticate` value on bearer-token failures.
+pub const BEARER_CHALLENGE: &str = r#"Bearer error="invalid_token""#;
+
+/// An error answered to the client.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No `Authorization: Bearer` header.
+    #[error("an Authorization: Bearer <token> header is required")]
+    MissingToken,
+    /// The bearer token is malformed, badly signed or carries wrong claims.
+    #[error("{0}")]
+    InvalidToken(String),
+    /// The bearer token has expired.
+    #[error("the bearer token has expired")]
+    TokenExpired,
+    /// The bearer token's subject has been revoked.
+    #[error("the bearer token has been revoked")]
+    TokenRevoked,
+    /// The token may not use a topic.
+    #[error("{0}")]
+    ForbiddenTopic(String),
+    /// A topic or pattern is malformed.
+    #[error("{0}")]
+    InvalidTopic(String),
+    /// The body is not what the endpoint takes.
+    #[error("{0}")]
+    InvalidBody(String),
+    /// The body or its data is too large.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// The subject holds its quota of outstanding tickets.
+    #[error("too many outstanding tickets for this subject; retry after the oldest expires")]
+    TooManyTickets {
+        /// When one frees up.
+        retry_after: Duration,
+    },
+    /// The ticket is unknown, used, expired or not a ticket at all.
+    #[error("the ticket is invalid, expired or already used; fetch a new one from POST /sse-token")]
+    InvalidTicket,
+    /// A backend is down or full; the cause is logged, not shown.
+    #[error("the service is temporarily unavailable; retry shortly")]
+    Unavailable(String),
+    /// No such route.
+    #[error("no such endpoint")]
+    NotFound,
+    /// The route exists, with other methods.
+    #[error("this method is not allowed on this endpoint")]
+    MethodNotAllowed,
+}
+
+impl ApiError {
+    /// The contract's snake_case error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MissingToken => "missing_token",
+            Self::InvalidToken(_) => "invalid_token",
+            Self::TokenExpired => "token_expired",
+            Self::TokenRevoked => "token_revoked",
+            Self::ForbiddenTopic(_) => "forbidden_topic",
+            Self::InvalidTopic(_) => "invalid_topic",
+            Self::InvalidBody(_) => "invalid_body",
+            Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::TooManyTickets { .. } => "too_many_tickets",
+            Self::InvalidTicket => "invalid_ticket",
+            Self::Unavailable(_) => "unavailable",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+        }
+    }
+
+    fn is_bearer_failure(&self) -> bool {
+        matches!(
+            self,
+            Self::MissingToken | Self::InvalidToken(_) | Self::TokenExpired | Self::TokenRevoked
+        )
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: &'a str,
+    message: String,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::MissingToken | Self::InvalidToken(_) | Self::TokenExpired | Self::TokenRevoked | Self::InvalidTicket => {
+                StatusCode::UNAUTHORIZED
+            }
+            Self::ForbiddenTopic(_) => StatusCode::FORBIDDEN,
+            Self::InvalidTopic(_) | Self::InvalidBody(_) => StatusCode::BAD_REQUEST,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TooManyTickets { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let Self::Unavailable(cause) = self {
+            tracing::error!(%cause, "answering 503");
+        }
+        let mut response = HttpResponse::build(self.status_code());
+        response.insert_header(CacheControl(vec![CacheDirective::NoStore]));
+        if self.is_bearer_failure() {
+            response.insert_header((header::WWW_AUTHENTICATE, BEARER_CHALLENGE));
+        }
+        if let Self::TooManyTickets { retry_after } = self {
+            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            response.insert_header((header::RETRY_AFTER, secs.max(1)));
+        }
+        response.json(Body {
+            error: self.code(),
+            message: self.to_string(),
+        })
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Invalid(message) => Self::InvalidToken(message),
+            AuthError::Expired => Self::TokenExpired,
+            AuthError::Unavailable(cause) => Self::Unavailable(cause),
+        }
+    }
+}
+
+impl From<IssueError> for ApiError {
+    fn from(e: IssueError) -> Self {
+        match e {
+            IssueError::TooMany { retry_after } => Self::TooManyTickets { retry_after },
+            IssueError::Full => Self::Unavailable("the ticket store is full".into()),
+            IssueError::Unavailable(cause) => Self::Unavailable(cause),
+        }
+    }
+}
+
+impl From<BrokerError> for ApiError {
+    fn from(e: BrokerError) -> Self {
+        match e {
+            BrokerError::Unavailable(cause) => Self::Unavailable(cause),
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! The HTTP surface: one file per endpoint, the route table, and the
+//! middleware every request passes through.
+
+mod access_log;
+mod body;
+mod bearer;
+pub mod error;
+mod ops;
+mod publish;
+mod sse_token;
+mod stream;
+
+use actix_cors::Cors;
+use actix_web::http::{Method, header};
+use actix_web::middleware::Condition;
+use actix_web::web;
+
+pub use access_log::access_log;
+use error::ApiError;
+
+/// Largest request body accepted, in bytes: an event's data limit plus room
+/// for the envelope.
+pub const MAX_BODY: usize = crate::hub::MAX_EVENT_DATA * 2 + 4096;
+
+/// Declares every route once: the table [`ROUTES`] (checked against
+/// `openapi.yaml` by the tests) and their registration come from one list.
+macro_rules! routes {
+    ($($path:literal cors=$cors:literal { $($method:ident => $handler:path),+ $(,)? })*) => {
+        /// Every `(method, path)` the server answers, in OpenAPI path syntax.
+        pub const ROUTES: &[(&str, &str)] = &[$($((stringify!($method), $path),)+)*];
+
+        /// Registers every route, with CORS for `origins` where a browser page needs it.
+        pub fn configure(origins: &[String]) -> impl FnOnce(&mut web::ServiceConfig) + '_ {
+            move |cfg| {
+                $(
+                    cfg.service(
+                        web::resource($path)
+                            $(.route(web::method(Method::$method).to($handler)))+
+                            .default_service(web::to(method_not_allowed))
+                            .wrap(Condition::new($cors && !origins.is_empty(), cors(origins))),
+                    );
+                )*
+                cfg.default_service(web::to(not_found));
+            }
+        }
+    };
+}
+
+routes! {
+    "/sse-token" cors=true { POST => sse_token::issue }
+    "/stream" cors=true { GET => stream::open }
+    "/publish" cors=true { POST => publish::publish }
+    "/healthz" cors=false { GET => ops::healthz }
+    "/readyz" cors=false { GET => ops::readyz }
+    "/metrics" cors=false { GET => ops::metrics }
+    "/openapi.yaml" cors=false { GET => ops::openapi }
+}
+
+/// CORS for browser pages on `origins`: the `Authorization` header may be sent
+/// (after a preflight) and the stream may be read cross-origin.
+fn cors(origins: &[String]) -> Cors {
+    let cors = Cors::default()
+        .allowed_methods([Method::GET, Method::POST])
+        .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::HeaderName::from_static("last-event-id")])
+        .expose_headers([header::RETRY_AFTER])
+        .max_age(3600);
+    if origins.iter().any(|o| o == "*") {
+        return cors.allow_any_origin();
+    }
+    origins.iter().fold(cors, |cors, origin| cors.allowed_origin(origin))
+}
+
+async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::NotFound)
+}
+
+async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed)
+}

@@ -1,0 +1,268 @@
+//! The hub: what the HTTP handlers ask for, in domain terms. It wires the
+//! verifier, the ticket store and the broker together; handlers only
+//! extract, call one method here, and map the result.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytestring::ByteString;
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::auth::{Claims, Topic, TopicPattern, Verifier};
+use crate::broker::{Broker, DEFAULT_EVENT_TYPE, Event, RESERVED_EVENT_TYPES, Subscription};
+use crate::clock::SharedClock;
+use crate::http::error::ApiError;
+use crate::metrics::{Metrics, RejectLabels};
+use crate::ticket::{Grant, RedeemError, Ticket, TicketId, TicketStore};
+
+/// Largest serialized `data` of one event.
+pub const MAX_EVENT_DATA: usize = 64 * 1024;
+/// Most topics one ticket may carry.
+pub const MAX_TOPICS_PER_TICKET: usize = 64;
+/// Longest event type.
+pub const MAX_EVENT_TYPE_LEN: usize = 64;
+
+/// Stream settings the HTTP layer needs.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamSettings {
+    /// Interval of `: ping` on idle streams.
+    pub heartbeat: Duration,
+    /// The `retry:` sent first on every stream.
+    pub retry: Duration,
+}
+
+/// Body of `POST /sse-token`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TicketRequest {
+    /// Topics and patterns to receive; empty means `user/<sub>`.
+    #[serde(default)]
+    pub topics: Vec<String>,
+}
+
+/// Body of `POST /publish`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishRequest {
+    /// The topic to publish to.
+    pub topic: String,
+    /// Event type; `message` when absent.
+    #[serde(default)]
+    pub event: Option<String>,
+    /// Any JSON value; required (it may be `null`).
+    #[serde(default, deserialize_with = "present")]
+    pub data: Option<serde_json::Value>,
+}
+
+/// Distinguishes `"data": null` (present) from a missing `data`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
+}
+
+/// A stream whose ticket was just redeemed: the subscription is already live.
+#[derive(Debug)]
+pub struct OpenedStream {
+    /// The redeemed ticket.
+    pub ticket: Ticket,
+    /// Events for the ticket's topics.
+    pub subscription: Subscription,
+}
+
+/// The service's domain operations.
+pub struct Hub {
+    verifier: Verifier,
+    tickets: Arc<dyn TicketStore>,
+    broker: Arc<dyn Broker>,
+    clock: SharedClock,
+    metrics: Arc<Metrics>,
+    streams: StreamSettings,
+    shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").field("streams", &self.streams).finish_non_exhaustive()
+    }
+}
+
+impl Hub {
+    /// A hub over these parts.
+    pub fn new(
+        verifier: Verifier,
+        tickets: Arc<dyn TicketStore>,
+        broker: Arc<dyn Broker>,
+        clock: SharedClock,
+        metrics: Arc<Metrics>,
+        streams: StreamSettings,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            verifier,
+            tickets,
+            broker,
+            clock,
+            metrics,
+            streams,
+            shutdown,
+        }
+    }
+
+    /// The clock every expiry is judged by.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+    /// A shared handle onto the metrics, for what outlives a request.
+    pub fn metrics_handle(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+    /// Stream settings.
+    pub fn stream_settings(&self) -> StreamSettings {
+        self.streams
+    }
+    /// Cancelled when the service shuts down.
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    /// Fetches remote verification keys ahead of the first request.
+    pub async fn warm_up_keys(&self) -> Result<(), crate::auth::AuthError> {
+        self.verifier.warm_up().await
+    }
+
+    /// Verifies a bearer token.
+    pub async fn authenticate(&self, bearer: &str) -> Result<Claims, ApiError> {
+        Ok(self.verifier.verify(bearer).await?)
+    }
+
+    /// Issues a ticket for `claims` to receive `request.topics`.
+    pub async fn issue_ticket(&self, claims: &Claims, request: TicketRequest) -> Result<Ticket, ApiError> {
+        let topics = self.requested_topics(claims, request)?;
+        let grant = Grant {
+            sub: claims.sub.clone(),
+            topics,
+            bearer_exp: claims.exp,
+        };
+        let ticket = self.tickets.issue(grant, self.clock.now()).await?;
+        self.metrics.tickets_issued.inc();
+        tracing::info!(sub = %ticket.sub(), topics = ?ticket.topics(), "ticket issued");
+        Ok(ticket)
+    }
+
+    fn requested_topics(&self, claims: &Claims, request: TicketRequest) -> Result<Vec<TopicPattern>, ApiError> {
+        if request.topics.len() > MAX_TOPICS_PER_TICKET {
+            return Err(ApiError::InvalidBody(format!(
+                "a ticket carries at most {MAX_TOPICS_PER_TICKET} topics"
+            )));
+        }
+        if request.topics.is_empty() {
+            let own = claims.own_topic().ok_or_else(|| {
+                ApiError::InvalidTopic(
+                    "the subject cannot form the topic user/<sub>; name the topics explicitly".into(),
+                )
+            })?;
+            return Ok(vec![TopicPattern::Exact(own)]);
+        }
+        let mut topics = Vec::with_capacity(request.topics.len());
+        for raw in request.topics {
+            let pattern = TopicPattern::parse(&raw)
+                .map_err(|e| ApiError::InvalidTopic(format!("{raw:?} is not a topic or pattern: {e}")))?;
+            if !claims.may_subscribe(&pattern) {
+                return Err(ApiError::ForbiddenTopic(format!("the token may not subscribe to {raw:?}")));
+            }
+            if !topics.contains(&pattern) {
+                topics.push(pattern);
+            }
+        }
+        Ok(topics)
+    }
+
+    /// Redeems the ticket in `token` and subscribes to its topics.
+    pub async fn open_stream(&self, token: Option<&str>) -> Result<OpenedStream, ApiError> {
+        let reject = |reason: &'static str| {
+            self.metrics.tickets_rejected.get_or_create(&RejectLabels { reason }).inc();
+            tracing::info!(reason, "ticket refused");
+            ApiError::InvalidTicket
+        };
+        let id = token.and_then(TicketId::parse).ok_or_else(|| reject("malformed"))?;
+        let ticket = match self.tickets.redeem(id, self.clock.now()).await {
+            Ok(ticket) => ticket,
+            Err(RedeemError::Unknown) => return Err(reject("unknown")),
+            Err(RedeemError::Expired) => return Err(reject("expired")),
+            Err(RedeemError::Unavailable(cause)) => return Err(ApiError::Unavailable(cause)),
+        };
+        let subscription = self.broker.subscribe(ticket.topics()).await?;
+        self.metrics.tickets_redeemed.inc();
+        tracing::info!(sub = %ticket.sub(), topics = ?ticket.topics(), "ticket redeemed, stream open");
+        Ok(OpenedStream { ticket, subscription })
+    }
+
+    /// Publishes an event for a bearer allowed to; returns its id.
+    pub async fn publish(&self, claims: &Claims, request: PublishRequest) -> Result<Uuid, ApiError> {
+        let topic = Topic::parse(&request.topic)
+            .map_err(|e| ApiError::InvalidTopic(format!("{:?} is not a topic: {e}", request.topic)))?;
+        let kind = request.event.as_deref().unwrap_or(DEFAULT_EVENT_TYPE);
+        validate_event_type(kind)?;
+        let data = request
+            .data
+            .ok_or_else(|| ApiError::InvalidBody("the body has no data field".into()))?;
+        let data = serde_json::to_string(&data)
+            .map_err(|e| ApiError::InvalidBody(format!("data cannot be serialized: {e}")))?;
+        if data.len() > MAX_EVENT_DATA {
+            return Err(ApiError::PayloadTooLarge(format!(
+                "data is {} bytes serialized; the limit is {MAX_EVENT_DATA}",
+                data.len()
+            )));
+        }
+        if !claims.may_publish(&topic) {
+            return Err(ApiError::ForbiddenTopic(format!("the token may not publish to {:?}", topic.as_str())));
+        }
+        let id = Uuid::now_v7();
+        let event = Arc::new(Event::new(id, topic, kind, ByteString::from(data), self.clock.now()));
+        let delivered = self.broker.publish(event).await?;
+        self.metrics.events_published.inc();
+        self.metrics.events_delivered.inc_by(delivered as u64);
+        tracing::debug!(%id, delivered, "event published");
+        Ok(id)
+    }
+
+    /// Each backend with its state: `Err` names why it is not ready.
+    pub async fn readiness(&self) -> Vec<(&'static str, Result<(), String>)> {
+        let keys = if self.verifier.is_ready() {
+            Ok(())
+        } else {
+            Err("the identity provider's keys have not been fetched yet".to_owned())
+        };
+        vec![
+            ("keys", keys),
+            ("tickets", self.tickets.ping().await),
+            ("broker", self.broker.ping().await),
+        ]
+    }
+
+    /// Refreshes gauges that are read from the backends, before a scrape.
+    pub async fn refresh_gauges(&self) {
+        let held = i64::try_from(self.tickets.outstanding().await).unwrap_or(i64::MAX);
+        self.metrics.tickets_outstanding.set(held);
+    }
+}
+
+fn validate_event_type(kind: &str) -> Result<(), ApiError> {
+    let valid = !kind.is_empty()
+        && kind.len() <= MAX_EVENT_TYPE_LEN
+        && kind.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
+    if !valid {
+        return Err(ApiError::InvalidBody(format!(
+            "event must be 1 to {MAX_EVENT_TYPE_LEN} characters of A-Z a-z 0-9 . _ : -"
+        )));
+    }
+    if RESERVED_EVENT_TYPES.contains(&kind) {
+        return Err(ApiError::InvalidBody(format!("the event type {kind:?} is reserved for the server")));
+    }
+    Ok(())
+}

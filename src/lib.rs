@@ -1,0 +1,35 @@
+//! `sse-ticket`: single-use, short-lived tickets that let a browser's
+//! `EventSource` open an authenticated Server-Sent Events stream without a
+//! long-lived token in the URL, and the small real-time hub around them.
+//!
+//! [`run`] builds the whole service from a [`Config`]; the binary and the
+//! tests both start it that way.
+
+pub mod auth;
+pub mod broker;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod http;
+pub mod hub;
+pub mod metrics;
+mod server;
+pub mod telemetry;
+pub mod ticket;
+
+use std::sync::Arc;
+
+pub use config::Config;
+pub use server::{STREAM_RETRY, Server, StartError, Stopper};
+
+use clock::{SharedClock, SystemClock};
+
+/// Builds the service on the wall clock; await [`Server::run`] to serve.
+pub async fn run(config: Config) -> Result<Server, StartError> {
+    run_with_clock(config, Arc::new(SystemClock)).await
+}
+
+/// Builds the service with an injected clock (tests move time instead of sleeping).
+pub async fn run_with_clock(config: Config, clock: SharedClock) -> Result<Server, StartError> {
+    Server::start(config, clock).await
+}

@@ -1,0 +1,31 @@
+//! The `sse-ticket` command line.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use sse_ticket::cli::{self, MintArgs};
+use sse_ticket::config::ServeArgs;
+
+/// Single-use tickets for authenticated Server-Sent Events.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service.
+    Serve(ServeArgs),
+    /// Print an HS256 bearer token signed with SSE_TICKET_JWT_SECRET, for curl and load tests.
+    Mint(MintArgs),
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Serve(args) => cli::serve(args).await,
+        Command::Mint(args) => cli::mint(args),
+    }
+}

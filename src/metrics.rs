@@ -1,0 +1,127 @@
+//! The Prometheus metrics served at `/metrics`. Labels never carry a ticket,
+//! a token or a raw path: routes are their patterns.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of a refused ticket.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabels {
+    /// `malformed`, `unknown` (never issued or already used) or `expired`.
+    pub reason: &'static str,
+}
+
+/// Labels of a closed stream.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CloseLabels {
+    /// `client`, `token_expired`, `lagging` or `shutdown`.
+    pub reason: &'static str,
+}
+
+/// Labels of an HTTP request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// HTTP method.
+    pub method: String,
+    /// The matched route pattern, or `unmatched`.
+    pub route: String,
+    /// Response status code.
+    pub status: u16,
+}
+
+/// Every metric the service exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Tickets issued.
+    pub tickets_issued: Counter,
+    /// Tickets redeemed by a stream.
+    pub tickets_redeemed: Counter,
+    /// Ticket presentations refused, by reason.
+    pub tickets_rejected: Family<RejectLabels, Counter>,
+    /// Tickets that expired unused and were swept.
+    pub tickets_expired: Counter,
+    /// Tickets currently held.
+    pub tickets_outstanding: Gauge<i64, std::sync::atomic::AtomicI64>,
+    /// Streams currently open.
+    pub streams_open: Gauge,
+    /// Streams closed, by reason.
+    pub streams_closed: Family<CloseLabels, Counter>,
+    /// Events accepted by `/publish`.
+    pub events_published: Counter,
+    /// Events queued to a stream (one per stream per event).
+    pub events_delivered: Counter<u64, AtomicU64>,
+    /// Request latency until the response head.
+    pub request_duration: Family<RequestLabels, Histogram>,
+}
+
+impl Metrics {
+    /// Registers every metric under the `sse_ticket` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("sse_ticket");
+        let tickets_issued = Counter::default();
+        let tickets_redeemed = Counter::default();
+        let tickets_rejected = Family::<RejectLabels, Counter>::default();
+        let tickets_expired = Counter::default();
+        let tickets_outstanding = Gauge::default();
+        let streams_open = Gauge::default();
+        let streams_closed = Family::<CloseLabels, Counter>::default();
+        let events_published = Counter::default();
+        let events_delivered = Counter::default();
+        let request_duration = Family::<RequestLabels, Histogram>::new_with_constructor(
+            (|| Histogram::new(exponential_buckets(0.000_1, 2.5, 12))) as fn() -> Histogram,
+        );
+        registry.register("tickets_issued", "Tickets issued", tickets_issued.clone());
+        registry.register("tickets_redeemed", "Tickets redeemed by a stream", tickets_redeemed.clone());
+        registry.register("tickets_rejected", "Ticket presentations refused, by reason", tickets_rejected.clone());
+        registry.register("tickets_expired", "Tickets that expired unused", tickets_expired.clone());
+        registry.register("tickets_outstanding", "Tickets currently held", tickets_outstanding.clone());
+        registry.register("streams_open", "Event streams currently open", streams_open.clone());
+        registry.register("streams_closed", "Event streams closed, by reason", streams_closed.clone());
+        registry.register("events_published", "Events accepted by /publish", events_published.clone());
+        registry.register("events_delivered", "Events queued to a stream", events_delivered.clone());
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency until the response head",
+            request_duration.clone(),
+        );
+        Self {
+            registry,
+            tickets_issued,
+            tickets_redeemed,
+            tickets_rejected,
+            tickets_expired,
+            tickets_outstanding,
+            streams_open,
+            streams_closed,
+            events_published,
+            events_delivered,
+            request_duration,
+        }
+    }
+
+    /// The metrics in the Prometheus/OpenMetrics text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}

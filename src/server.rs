@@ -1,0 +1,161 @@
+//! Builds the service from a [`Config`] and runs it until told to stop.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{KeyError, Verifier};
+use crate::broker::MemoryBroker;
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::hub::{Hub, StreamSettings};
+use crate::metrics::Metrics;
+use crate::ticket::{MemoryStore, TicketStore, run_sweeper};
+use crate::http;
+
+/// The `retry:` every stream starts with: how long a browser waits before
+/// reconnecting on its own.
+pub const STREAM_RETRY: Duration = Duration::from_secs(3);
+/// How long a graceful shutdown waits for requests in flight.
+const SHUTDOWN_TIMEOUT_SECS: u64 = 5;
+/// How often an unreachable JWKS is retried after start-up.
+const JWKS_RETRY: Duration = Duration::from_secs(5);
+
+/// Why the service did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A configured key cannot be used.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The listen address cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The configured address.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A started service: listening, with its background tasks running.
+pub struct Server {
+    addr: SocketAddr,
+    server: actix_web::dev::Server,
+    stopper: Stopper,
+}
+
+/// Stops a running [`Server`] gracefully: streams get `event: close` with
+/// `"reason": "shutdown"`, then the listener closes.
+#[derive(Clone)]
+pub struct Stopper {
+    shutdown: CancellationToken,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl Stopper {
+    /// Closes every stream, stops accepting, and waits (at most a few seconds)
+    /// for requests in flight.
+    pub async fn stop(&self) {
+        self.shutdown.cancel();
+        self.handle.stop(true).await;
+    }
+}
+
+impl Server {
+    /// Builds and binds the service; it serves once [`Server::run`] is awaited.
+    pub async fn start(config: Config, clock: SharedClock) -> Result<Self, StartError> {
+        let verifier = Verifier::new(&config.keys, config.verifier.clone(), clock.clone())?;
+        let shutdown = CancellationToken::new();
+        let metrics = Arc::new(Metrics::new());
+        let tickets: Arc<dyn TicketStore> = Arc::new(MemoryStore::new(config.tickets));
+
+        let idle = chrono::TimeDelta::from_std(config.tickets.ttl).unwrap_or(chrono::TimeDelta::MAX);
+        let expired = metrics.tickets_expired.clone();
+        tokio::spawn(run_sweeper(tickets.clone(), clock.clone(), idle, shutdown.clone(), move |n| {
+            expired.inc_by(n as u64);
+        }));
+
+        let hub = web::Data::new(Hub::new(
+            verifier,
+            tickets,
+            Arc::new(MemoryBroker::new()),
+            clock,
+            metrics,
+            StreamSettings {
+                heartbeat: config.heartbeat,
+                retry: STREAM_RETRY,
+            },
+            shutdown.clone(),
+        ));
+        spawn_key_warm_up(hub.clone(), shutdown.clone());
+
+        let listener = TcpListener::bind(&config.bind).map_err(|source| StartError::Bind {
+            addr: config.bind.clone(),
+            source,
+        })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.bind.clone(),
+            source,
+        })?;
+        let origins = config.cors_origins.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(hub.clone())
+                .app_data(web::PayloadConfig::new(http::MAX_BODY))
+                .configure(http::configure(&origins))
+                .wrap(from_fn(http::access_log))
+        })
+        .listen(listener)
+        .map_err(|source| StartError::Bind {
+            addr: config.bind.clone(),
+            source,
+        })?
+        .disable_signals()
+        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+        .run();
+        let stopper = Stopper {
+            shutdown,
+            handle: server.handle(),
+        };
+        tracing::info!(%addr, "listening");
+        Ok(Self { addr, server, stopper })
+    }
+
+    /// The bound address (the real port when configured with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A handle that stops the server.
+    pub fn stopper(&self) -> Stopper {
+        self.stopper.clone()
+    }
+
+    /// Serves until stopped.
+    pub async fn run(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        self.stopper.shutdown.cancel();
+        result
+    }
+}
+
+/// Fetches remote keys (JWKS) in the background until it succeeds, so the
+/// first request does not pay for it and `/readyz` turns green.
+fn spawn_key_warm_up(hub: web::Data<Hub>, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        loop {
+            match hub.warm_up_keys().await {
+                Ok(()) => return,
+                Err(error) => tracing::warn!(%error, "cannot fetch the verification keys yet; retrying"),
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(JWKS_RETRY) => {}
+            }
+        }
+    });
+}
