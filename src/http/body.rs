@@ -15,8 +15,11 @@ pub(crate) fn json<T: DeserializeOwned>(body: Result<Bytes, actix_web::Error>) -
         }
         _ => ApiError::InvalidBody("the body could not be read".into()),
     })?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => return Ok(None),
+        // serde would also build a struct from a JSON array; the contract speaks of objects.
+        Some(b'{') => {}
+        Some(_) => return Err(ApiError::InvalidBody("the body must be a JSON object".into())),
     }
     serde_json::from_slice(&bytes)
         .map(Some)

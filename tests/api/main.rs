@@ -1,0 +1,11 @@
+//! Black-box tests: each starts the real server on 127.0.0.1:0 and talks HTTP.
+
+mod bearer;
+mod cli;
+mod cors;
+mod helpers;
+mod openapi;
+mod ops;
+mod publish;
+mod sse_token;
+mod stream;
