@@ -130,7 +130,11 @@ async fn wait_for_signal() {
 fn print_dev_banner(secret: &SecretString, addr: std::net::SocketAddr) {
     use secrecy::ExposeSecret as _;
     let token = |sub: &str, subscribe: &[&str], publish: &[&str]| {
-        let parse = |raw: &[&str]| raw.iter().filter_map(|p| TopicPattern::parse(p).ok()).collect();
+        let parse = |raw: &[&str]| {
+            raw.iter()
+                .filter_map(|p| TopicPattern::parse(p).ok())
+                .collect()
+        };
         let request = MintRequest {
             sub: Subject::parse(sub).unwrap_or_else(|_| unreachable!("constant subject")),
             permissions: Permissions {

@@ -10,6 +10,9 @@ use secrecy::SecretString;
 use crate::auth::{KeySource, VerifierSettings};
 use crate::ticket::StoreLimits;
 
+/// Longest ticket lifetime or heartbeat interval accepted.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+
 /// Flags (and environment variables) of `sse-ticket serve`.
 #[derive(Debug, Clone, clap::Args)]
 #[command(next_help_heading = "Service")]
@@ -90,7 +93,9 @@ pub enum ConfigError {
     )]
     SeveralKeys(String),
     /// `--dev` with a public key or JWKS.
-    #[error("--dev signs its tokens with a secret: it cannot be combined with SSE_TICKET_JWT_PUBLIC_KEY or SSE_TICKET_JWKS_URL")]
+    #[error(
+        "--dev signs its tokens with a secret: it cannot be combined with SSE_TICKET_JWT_PUBLIC_KEY or SSE_TICKET_JWKS_URL"
+    )]
     DevWithPublicKey,
     /// A setting with a value outside its range.
     #[error("{name} {problem}")]
@@ -146,21 +151,30 @@ impl Config {
     pub fn from_args(args: ServeArgs) -> Result<Self, ConfigError> {
         let keys = key_source(&args)?;
         let positive = |name, value: Duration| {
-            if value.is_zero() {
-                Err(ConfigError::Invalid { name, problem: "must be longer than zero".into() })
+            if value.is_zero() || value > MAX_INTERVAL {
+                Err(ConfigError::Invalid {
+                    name,
+                    problem: "must be longer than zero and at most 24h".into(),
+                })
             } else {
                 Ok(value)
             }
         };
         let at_least_one = |name, value: usize| {
             if value == 0 {
-                Err(ConfigError::Invalid { name, problem: "must be at least 1".into() })
+                Err(ConfigError::Invalid {
+                    name,
+                    problem: "must be at least 1".into(),
+                })
             } else {
                 Ok(value)
             }
         };
         let non_empty = |name, value: Option<String>| match value {
-            Some(v) if v.trim().is_empty() => Err(ConfigError::Invalid { name, problem: "is empty".into() }),
+            Some(v) if v.trim().is_empty() => Err(ConfigError::Invalid {
+                name,
+                problem: "is empty".into(),
+            }),
             other => Ok(other),
         };
         Ok(Self {
@@ -172,7 +186,10 @@ impl Config {
             },
             tickets: StoreLimits {
                 ttl: positive("SSE_TICKET_TICKET_TTL", args.ticket_ttl)?,
-                per_subject: at_least_one("SSE_TICKET_MAX_TICKETS_PER_SUBJECT", args.max_tickets_per_subject)?,
+                per_subject: at_least_one(
+                    "SSE_TICKET_MAX_TICKETS_PER_SUBJECT",
+                    args.max_tickets_per_subject,
+                )?,
                 total: at_least_one("SSE_TICKET_MAX_TICKETS", args.max_tickets)?,
             },
             heartbeat: positive("SSE_TICKET_HEARTBEAT", args.heartbeat)?,
@@ -209,7 +226,10 @@ fn key_source(args: &ServeArgs) -> Result<KeySource, ConfigError> {
     if let Some(secret) = &args.jwt_secret {
         use secrecy::ExposeSecret as _;
         if secret.expose_secret().is_empty() {
-            return Err(ConfigError::Invalid { name: "SSE_TICKET_JWT_SECRET", problem: "is empty".into() });
+            return Err(ConfigError::Invalid {
+                name: "SSE_TICKET_JWT_SECRET",
+                problem: "is empty".into(),
+            });
         }
         return Ok(KeySource::Secret(secret.clone()));
     }
@@ -251,7 +271,10 @@ fn origin(raw: &str) -> Result<String, ConfigError> {
         problem: format!("holds {raw:?}, which is not an origin like https://app.example.com"),
     };
     let url = reqwest::Url::parse(raw).map_err(|_| invalid())?;
-    let bare = url.path() == "/" && url.query().is_none() && url.fragment().is_none() && !raw.ends_with('/');
+    let bare = url.path() == "/"
+        && url.query().is_none()
+        && url.fragment().is_none()
+        && !raw.ends_with('/');
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() || !bare {
         return Err(invalid());
     }

@@ -70,45 +70,26 @@ pub struct OpenedStream {
     pub subscription: Subscription,
 }
 
-/// The service's domain operations.
+/// The service's domain operations, over the parts the server wires in.
 pub struct Hub {
-    verifier: Verifier,
-    tickets: Arc<dyn TicketStore>,
-    broker: Arc<dyn Broker>,
-    clock: SharedClock,
-    metrics: Arc<Metrics>,
-    streams: StreamSettings,
-    shutdown: CancellationToken,
+    pub(crate) verifier: Verifier,
+    pub(crate) tickets: Arc<dyn TicketStore>,
+    pub(crate) broker: Arc<dyn Broker>,
+    pub(crate) clock: SharedClock,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) streams: StreamSettings,
+    pub(crate) shutdown: CancellationToken,
 }
 
 impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Hub").field("streams", &self.streams).finish_non_exhaustive()
+        f.debug_struct("Hub")
+            .field("streams", &self.streams)
+            .finish_non_exhaustive()
     }
 }
 
 impl Hub {
-    /// A hub over these parts.
-    pub fn new(
-        verifier: Verifier,
-        tickets: Arc<dyn TicketStore>,
-        broker: Arc<dyn Broker>,
-        clock: SharedClock,
-        metrics: Arc<Metrics>,
-        streams: StreamSettings,
-        shutdown: CancellationToken,
-    ) -> Self {
-        Self {
-            verifier,
-            tickets,
-            broker,
-            clock,
-            metrics,
-            streams,
-            shutdown,
-        }
-    }
-
     /// The clock every expiry is judged by.
     pub fn clock(&self) -> &SharedClock {
         &self.clock
@@ -141,7 +122,11 @@ impl Hub {
     }
 
     /// Issues a ticket for `claims` to receive `request.topics`.
-    pub async fn issue_ticket(&self, claims: &Claims, request: TicketRequest) -> Result<Ticket, ApiError> {
+    pub async fn issue_ticket(
+        &self,
+        claims: &Claims,
+        request: TicketRequest,
+    ) -> Result<Ticket, ApiError> {
         let topics = self.requested_topics(claims, request)?;
         let grant = Grant {
             sub: claims.sub.clone(),
@@ -154,7 +139,11 @@ impl Hub {
         Ok(ticket)
     }
 
-    fn requested_topics(&self, claims: &Claims, request: TicketRequest) -> Result<Vec<TopicPattern>, ApiError> {
+    fn requested_topics(
+        &self,
+        claims: &Claims,
+        request: TicketRequest,
+    ) -> Result<Vec<TopicPattern>, ApiError> {
         if request.topics.len() > MAX_TOPICS_PER_TICKET {
             return Err(ApiError::InvalidBody(format!(
                 "a ticket carries at most {MAX_TOPICS_PER_TICKET} topics"
@@ -163,17 +152,21 @@ impl Hub {
         if request.topics.is_empty() {
             let own = claims.own_topic().ok_or_else(|| {
                 ApiError::InvalidTopic(
-                    "the subject cannot form the topic user/<sub>; name the topics explicitly".into(),
+                    "the subject cannot form the topic user/<sub>; name the topics explicitly"
+                        .into(),
                 )
             })?;
             return Ok(vec![TopicPattern::Exact(own)]);
         }
         let mut topics = Vec::with_capacity(request.topics.len());
         for raw in request.topics {
-            let pattern = TopicPattern::parse(&raw)
-                .map_err(|e| ApiError::InvalidTopic(format!("{raw:?} is not a topic or pattern: {e}")))?;
+            let pattern = TopicPattern::parse(&raw).map_err(|e| {
+                ApiError::InvalidTopic(format!("{raw:?} is not a topic or pattern: {e}"))
+            })?;
             if !claims.may_subscribe(&pattern) {
-                return Err(ApiError::ForbiddenTopic(format!("the token may not subscribe to {raw:?}")));
+                return Err(ApiError::ForbiddenTopic(format!(
+                    "the token may not subscribe to {raw:?}"
+                )));
             }
             if !topics.contains(&pattern) {
                 topics.push(pattern);
@@ -185,11 +178,16 @@ impl Hub {
     /// Redeems the ticket in `token` and subscribes to its topics.
     pub async fn open_stream(&self, token: Option<&str>) -> Result<OpenedStream, ApiError> {
         let reject = |reason: &'static str| {
-            self.metrics.tickets_rejected.get_or_create(&RejectLabels { reason }).inc();
+            self.metrics
+                .tickets_rejected
+                .get_or_create(&RejectLabels { reason })
+                .inc();
             tracing::info!(reason, "ticket refused");
             ApiError::InvalidTicket
         };
-        let id = token.and_then(TicketId::parse).ok_or_else(|| reject("malformed"))?;
+        let id = token
+            .and_then(TicketId::parse)
+            .ok_or_else(|| reject("malformed"))?;
         let ticket = match self.tickets.redeem(id, self.clock.now()).await {
             Ok(ticket) => ticket,
             Err(RedeemError::Unknown) => return Err(reject("unknown")),
@@ -199,13 +197,21 @@ impl Hub {
         let subscription = self.broker.subscribe(ticket.topics()).await?;
         self.metrics.tickets_redeemed.inc();
         tracing::info!(sub = %ticket.sub(), topics = ?ticket.topics(), "ticket redeemed, stream open");
-        Ok(OpenedStream { ticket, subscription })
+        Ok(OpenedStream {
+            ticket,
+            subscription,
+        })
     }
 
     /// Publishes an event for a bearer allowed to; returns its id.
-    pub async fn publish(&self, claims: &Claims, request: PublishRequest) -> Result<Uuid, ApiError> {
-        let topic = Topic::parse(&request.topic)
-            .map_err(|e| ApiError::InvalidTopic(format!("{:?} is not a topic: {e}", request.topic)))?;
+    pub async fn publish(
+        &self,
+        claims: &Claims,
+        request: PublishRequest,
+    ) -> Result<Uuid, ApiError> {
+        let topic = Topic::parse(&request.topic).map_err(|e| {
+            ApiError::InvalidTopic(format!("{:?} is not a topic: {e}", request.topic))
+        })?;
         let kind = request.event.as_deref().unwrap_or(DEFAULT_EVENT_TYPE);
         validate_event_type(kind)?;
         let data = request
@@ -220,10 +226,19 @@ impl Hub {
             )));
         }
         if !claims.may_publish(&topic) {
-            return Err(ApiError::ForbiddenTopic(format!("the token may not publish to {:?}", topic.as_str())));
+            return Err(ApiError::ForbiddenTopic(format!(
+                "the token may not publish to {:?}",
+                topic.as_str()
+            )));
         }
         let id = Uuid::now_v7();
-        let event = Arc::new(Event::new(id, topic, kind, ByteString::from(data), self.clock.now()));
+        let event = Arc::new(Event::new(
+            id,
+            topic,
+            kind,
+            ByteString::from(data),
+            self.clock.now(),
+        ));
         let delivered = self.broker.publish(event).await?;
         self.metrics.events_published.inc();
         self.metrics.events_delivered.inc_by(delivered as u64);
@@ -255,14 +270,18 @@ impl Hub {
 fn validate_event_type(kind: &str) -> Result<(), ApiError> {
     let valid = !kind.is_empty()
         && kind.len() <= MAX_EVENT_TYPE_LEN
-        && kind.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
+        && kind
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
     if !valid {
         return Err(ApiError::InvalidBody(format!(
             "event must be 1 to {MAX_EVENT_TYPE_LEN} characters of A-Z a-z 0-9 . _ : -"
         )));
     }
     if RESERVED_EVENT_TYPES.contains(&kind) {
-        return Err(ApiError::InvalidBody(format!("the event type {kind:?} is reserved for the server")));
+        return Err(ApiError::InvalidBody(format!(
+            "the event type {kind:?} is reserved for the server"
+        )));
     }
     Ok(())
 }

@@ -77,14 +77,46 @@ impl Metrics {
             (|| Histogram::new(exponential_buckets(0.000_1, 2.5, 12))) as fn() -> Histogram,
         );
         registry.register("tickets_issued", "Tickets issued", tickets_issued.clone());
-        registry.register("tickets_redeemed", "Tickets redeemed by a stream", tickets_redeemed.clone());
-        registry.register("tickets_rejected", "Ticket presentations refused, by reason", tickets_rejected.clone());
-        registry.register("tickets_expired", "Tickets that expired unused", tickets_expired.clone());
-        registry.register("tickets_outstanding", "Tickets currently held", tickets_outstanding.clone());
-        registry.register("streams_open", "Event streams currently open", streams_open.clone());
-        registry.register("streams_closed", "Event streams closed, by reason", streams_closed.clone());
-        registry.register("events_published", "Events accepted by /publish", events_published.clone());
-        registry.register("events_delivered", "Events queued to a stream", events_delivered.clone());
+        registry.register(
+            "tickets_redeemed",
+            "Tickets redeemed by a stream",
+            tickets_redeemed.clone(),
+        );
+        registry.register(
+            "tickets_rejected",
+            "Ticket presentations refused, by reason",
+            tickets_rejected.clone(),
+        );
+        registry.register(
+            "tickets_expired",
+            "Tickets that expired unused",
+            tickets_expired.clone(),
+        );
+        registry.register(
+            "tickets_outstanding",
+            "Tickets currently held",
+            tickets_outstanding.clone(),
+        );
+        registry.register(
+            "streams_open",
+            "Event streams currently open",
+            streams_open.clone(),
+        );
+        registry.register(
+            "streams_closed",
+            "Event streams closed, by reason",
+            streams_closed.clone(),
+        );
+        registry.register(
+            "events_published",
+            "Events accepted by /publish",
+            events_published.clone(),
+        );
+        registry.register(
+            "events_delivered",
+            "Events queued to a stream",
+            events_delivered.clone(),
+        );
         registry.register(
             "http_request_duration_seconds",
             "HTTP request latency until the response head",

@@ -12,10 +12,10 @@ use crate::auth::{KeyError, Verifier};
 use crate::broker::MemoryBroker;
 use crate::clock::SharedClock;
 use crate::config::Config;
+use crate::http;
 use crate::hub::{Hub, StreamSettings};
 use crate::metrics::Metrics;
 use crate::ticket::{MemoryStore, TicketStore, run_sweeper};
-use crate::http;
 
 /// The `retry:` every stream starts with: how long a browser waits before
 /// reconnecting on its own.
@@ -73,24 +73,31 @@ impl Server {
         let metrics = Arc::new(Metrics::new());
         let tickets: Arc<dyn TicketStore> = Arc::new(MemoryStore::new(config.tickets));
 
-        let idle = chrono::TimeDelta::from_std(config.tickets.ttl).unwrap_or(chrono::TimeDelta::MAX);
+        let idle =
+            chrono::TimeDelta::from_std(config.tickets.ttl).unwrap_or(chrono::TimeDelta::MAX);
         let expired = metrics.tickets_expired.clone();
-        tokio::spawn(run_sweeper(tickets.clone(), clock.clone(), idle, shutdown.clone(), move |n| {
-            expired.inc_by(n as u64);
-        }));
+        tokio::spawn(run_sweeper(
+            tickets.clone(),
+            clock.clone(),
+            idle,
+            shutdown.clone(),
+            move |n| {
+                expired.inc_by(n as u64);
+            },
+        ));
 
-        let hub = web::Data::new(Hub::new(
+        let hub = web::Data::new(Hub {
             verifier,
             tickets,
-            Arc::new(MemoryBroker::new()),
+            broker: Arc::new(MemoryBroker::new()),
             clock,
             metrics,
-            StreamSettings {
+            streams: StreamSettings {
                 heartbeat: config.heartbeat,
                 retry: STREAM_RETRY,
             },
-            shutdown.clone(),
-        ));
+            shutdown: shutdown.clone(),
+        });
         spawn_key_warm_up(hub.clone(), shutdown.clone());
 
         let listener = TcpListener::bind(&config.bind).map_err(|source| StartError::Bind {
@@ -122,7 +129,11 @@ impl Server {
             handle: server.handle(),
         };
         tracing::info!(%addr, "listening");
-        Ok(Self { addr, server, stopper })
+        Ok(Self {
+            addr,
+            server,
+            stopper,
+        })
     }
 
     /// The bound address (the real port when configured with port 0).
@@ -150,7 +161,9 @@ fn spawn_key_warm_up(hub: web::Data<Hub>, shutdown: CancellationToken) {
         loop {
             match hub.warm_up_keys().await {
                 Ok(()) => return,
-                Err(error) => tracing::warn!(%error, "cannot fetch the verification keys yet; retrying"),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot fetch the verification keys yet; retrying")
+                }
             }
             tokio::select! {
                 () = shutdown.cancelled() => return,

@@ -109,7 +109,10 @@ mod tests {
             assert!(!out.contains(ticket) && !out.contains(jwt), "{out}");
             assert!(out.contains(REDACTED), "{out}");
         }
-        assert_eq!(redact("GET /stream?token=abc&x=1"), "GET /stream?token=[redacted]&x=1");
+        assert_eq!(
+            redact("GET /stream?token=abc&x=1"),
+            "GET /stream?token=[redacted]&x=1"
+        );
         assert_eq!(redact("GET /healthz 200"), "GET /healthz 200");
     }
 }

@@ -3,11 +3,12 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use chrono::{DateTime, TimeDelta, Utc};
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyOperations, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 
 use super::keys::VerifyingKey;
@@ -50,6 +51,8 @@ pub(crate) struct JwksCache {
     snapshot: ArcSwap<Snapshot>,
     /// Serialises refreshes and remembers when the last one was tried.
     last_attempt: tokio::sync::Mutex<Option<DateTime<Utc>>>,
+    /// Set while a refresh of a stale set runs in the background.
+    background_refresh: AtomicBool,
 }
 
 impl JwksCache {
@@ -64,6 +67,7 @@ impl JwksCache {
             clock,
             snapshot: ArcSwap::default(),
             last_attempt: tokio::sync::Mutex::new(None),
+            background_refresh: AtomicBool::new(false),
         }
     }
 
@@ -80,12 +84,27 @@ impl JwksCache {
     }
 
     /// The key a token with this `kid` must be verified with.
-    pub(crate) async fn lookup(&self, kid: Option<&str>) -> Result<VerifyingKey, LookupError> {
+    pub(crate) async fn lookup(
+        self: &Arc<Self>,
+        kid: Option<&str>,
+    ) -> Result<VerifyingKey, LookupError> {
         let now = self.clock.now();
         let snapshot = self.snapshot.load_full();
         let stale = snapshot.fetched_at.is_none_or(|at| now - at >= MAX_AGE);
         match find(&snapshot, kid) {
             Ok(key) if !stale => return Ok(key),
+            Ok(key) if snapshot.fetched_at.is_some() => {
+                // Usable but old: refresh behind the request, not in front of
+                // it, and only one refresh at a time.
+                if !self.background_refresh.swap(true, Ordering::AcqRel) {
+                    let cache = self.clone();
+                    tokio::spawn(async move {
+                        cache.refresh_if_allowed(&snapshot).await;
+                        cache.background_refresh.store(false, Ordering::Release);
+                    });
+                }
+                return Ok(key);
+            }
             Err(LookupError::NoKeyId) => return Err(LookupError::NoKeyId),
             _ => {}
         }
@@ -152,10 +171,19 @@ impl JwksCache {
 
 fn find(snapshot: &Snapshot, kid: Option<&str>) -> Result<VerifyingKey, LookupError> {
     match kid {
-        Some(kid) => snapshot.keys.get(kid).cloned().ok_or(LookupError::UnknownKey),
+        Some(kid) => snapshot
+            .keys
+            .get(kid)
+            .cloned()
+            .ok_or(LookupError::UnknownKey),
         None => match (snapshot.keys.len(), snapshot.anonymous.as_slice()) {
             (0, [only]) => Ok(only.clone()),
-            (1, []) => Ok(snapshot.keys.values().next().cloned().ok_or(LookupError::UnknownKey)?),
+            (1, []) => Ok(snapshot
+                .keys
+                .values()
+                .next()
+                .cloned()
+                .ok_or(LookupError::UnknownKey)?),
             (0, []) => Err(LookupError::UnknownKey),
             _ => Err(LookupError::NoKeyId),
         },
@@ -166,6 +194,20 @@ fn find(snapshot: &Snapshot, kid: Option<&str>) -> Result<VerifyingKey, LookupEr
 /// the JWK's own `alg` when it names one. Symmetric (`oct`) keys are refused:
 /// a key served over HTTP is public.
 fn verifying_key(jwk: &jsonwebtoken::jwk::Jwk) -> Option<VerifyingKey> {
+    // Only keys published for signatures (RFC 7517 §4.2, §4.3).
+    if jwk
+        .common
+        .public_key_use
+        .as_ref()
+        .is_some_and(|u| *u != PublicKeyUse::Signature)
+        || jwk
+            .common
+            .key_operations
+            .as_ref()
+            .is_some_and(|ops| !ops.contains(&KeyOperations::Verify))
+    {
+        return None;
+    }
     let family_algorithms: &[Algorithm] = match &jwk.algorithm {
         AlgorithmParameters::RSA(_) => &[
             Algorithm::RS256,

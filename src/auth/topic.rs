@@ -125,7 +125,9 @@ impl TopicPattern {
             (_, Self::All) => false,
             (Self::Exact(a), Self::Exact(b)) => a == b,
             (Self::Exact(_), Self::Prefix(_)) => false,
-            (Self::Prefix(p), Self::Exact(t) | Self::Prefix(t)) => is_within(t.as_str(), p.as_str()),
+            (Self::Prefix(p), Self::Exact(t) | Self::Prefix(t)) => {
+                is_within(t.as_str(), p.as_str())
+            }
         }
     }
 }
@@ -187,7 +189,13 @@ mod tests {
 
     #[test]
     fn topics_are_segments_of_a_restricted_alphabet() {
-        for ok in ["a", "orders/42", "user/alice@example.com", "a.b_c~d:e-f/g", &"x".repeat(255)] {
+        for ok in [
+            "a",
+            "orders/42",
+            "user/alice@example.com",
+            "a.b_c~d:e-f/g",
+            &"x".repeat(255),
+        ] {
             assert!(Topic::parse(ok).is_ok(), "{ok}");
         }
         assert_eq!(Topic::parse(""), Err(TopicError::Length));

@@ -1,5 +1,8 @@
 //! Turns a bearer token into [`Claims`], or says precisely why not.
 
+use std::sync::Arc;
+
+use base64::Engine as _;
 use chrono::{DateTime, TimeDelta, Utc};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Validation, decode, decode_header};
@@ -44,7 +47,7 @@ pub struct VerifierSettings {
 
 enum Keys {
     Static(VerifyingKey),
-    Jwks(JwksCache),
+    Jwks(Arc<JwksCache>),
 }
 
 /// Verifies bearer tokens against the configured key source.
@@ -101,7 +104,9 @@ impl Verifier {
         let keys = match source {
             KeySource::Secret(secret) => Keys::Static(VerifyingKey::from_secret(secret)),
             KeySource::PublicKeyPem(path) => Keys::Static(VerifyingKey::from_pem_file(path)?),
-            KeySource::JwksUrl(url) => Keys::Jwks(JwksCache::new(url.clone(), clock.clone())),
+            KeySource::JwksUrl(url) => {
+                Keys::Jwks(Arc::new(JwksCache::new(url.clone(), clock.clone())))
+            }
         };
         Ok(Self {
             keys,
@@ -128,11 +133,22 @@ impl Verifier {
 
     /// Verifies `token` and returns its claims.
     pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
-        let header = decode_header(token)
-            .map_err(|_| AuthError::invalid("the bearer token is not a well-formed JWT with a supported algorithm"))?;
+        let header = decode_header(token).map_err(|_| {
+            AuthError::invalid(
+                "the bearer token is not a well-formed JWT with a supported algorithm",
+            )
+        })?;
+        if has_critical_extensions(token) {
+            return Err(AuthError::invalid(
+                "the bearer token names critical header extensions (crit) this service does not implement",
+            ));
+        }
         let key = match &self.keys {
             Keys::Static(key) => key.clone(),
-            Keys::Jwks(cache) => cache.lookup(header.kid.as_deref()).await.map_err(lookup_error)?,
+            Keys::Jwks(cache) => cache
+                .lookup(header.kid.as_deref())
+                .await
+                .map_err(lookup_error)?,
         };
         if !key.algorithms.contains(&header.alg) {
             return Err(AuthError::Invalid(format!(
@@ -149,8 +165,12 @@ impl Verifier {
         validation.required_spec_claims.clear();
         let raw = decode::<RawClaims>(token, &key.key, &validation)
             .map_err(|e| match e.kind() {
-                ErrorKind::InvalidSignature => AuthError::invalid("the bearer token's signature does not verify"),
-                ErrorKind::Json(_) => AuthError::invalid("the bearer token's claims are not of the expected types"),
+                ErrorKind::InvalidSignature => {
+                    AuthError::invalid("the bearer token's signature does not verify")
+                }
+                ErrorKind::Json(_) => {
+                    AuthError::invalid("the bearer token's claims are not of the expected types")
+                }
                 _ => AuthError::invalid("the bearer token cannot be verified"),
             })?
             .claims;
@@ -163,7 +183,11 @@ impl Verifier {
             .sub
             .as_deref()
             .ok_or_else(|| AuthError::invalid("the bearer token has no sub"))
-            .and_then(|s| Subject::parse(s).map_err(|e| AuthError::Invalid(format!("the bearer token's sub is invalid: {e}"))))?;
+            .and_then(|s| {
+                Subject::parse(s).map_err(|e| {
+                    AuthError::Invalid(format!("the bearer token's sub is invalid: {e}"))
+                })
+            })?;
         let exp = raw
             .exp
             .ok_or_else(|| AuthError::invalid("the bearer token has no exp"))
@@ -174,23 +198,30 @@ impl Verifier {
         if let Some(nbf) = raw.nbf.map(|t| timestamp(t, "nbf")).transpose()?
             && nbf > now + LEEWAY
         {
-            return Err(AuthError::invalid("the bearer token is not valid yet (nbf)"));
+            return Err(AuthError::invalid(
+                "the bearer token is not valid yet (nbf)",
+            ));
         }
         let iat = raw.iat.map(|t| timestamp(t, "iat")).transpose()?;
         if let Some(wanted) = &self.settings.issuer
             && raw.iss.as_deref() != Some(wanted)
         {
-            return Err(AuthError::invalid("the bearer token's issuer (iss) is not accepted"));
+            return Err(AuthError::invalid(
+                "the bearer token's issuer (iss) is not accepted",
+            ));
         }
         if let Some(wanted) = &self.settings.audience
             && !raw.aud.is_some_and(|aud| aud.contains(wanted))
         {
-            return Err(AuthError::invalid("the bearer token's audience (aud) does not include this service"));
+            return Err(AuthError::invalid(
+                "the bearer token's audience (aud) does not include this service",
+            ));
         }
         let permissions = match raw.sse {
             None | Some(serde_json::Value::Null) => Permissions::default(),
-            Some(value) => serde_json::from_value(value)
-                .map_err(|e| AuthError::Invalid(format!("the bearer token's sse claim is invalid: {e}")))?,
+            Some(value) => serde_json::from_value(value).map_err(|e| {
+                AuthError::Invalid(format!("the bearer token's sse claim is invalid: {e}"))
+            })?,
         };
         Ok(Claims {
             sub,
@@ -208,6 +239,22 @@ fn timestamp(secs: f64, claim: &str) -> Result<DateTime<Utc>, AuthError> {
     }
     #[allow(clippy::cast_possible_truncation)]
     DateTime::from_timestamp(secs.floor() as i64, 0).ok_or_else(invalid)
+}
+
+/// Whether the JOSE header has a `crit` member: this service understands no
+/// extension, so such a token must be refused (RFC 7515 §4.1.11). The header
+/// was already decoded once by `decode_header`, which ignores `crit`.
+fn has_critical_extensions(token: &str) -> bool {
+    let Some(encoded) = token.split('.').next() else {
+        return false;
+    };
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(encoded)
+        .ok()
+        .and_then(|json| {
+            serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&json).ok()
+        })
+        .is_some_and(|header| header.contains_key("crit"))
 }
 
 fn lookup_error(e: LookupError) -> AuthError {

@@ -28,14 +28,17 @@ struct Subscriber {
 /// Key under which `*` subscriptions sit in the prefix index: the ancestor of every topic.
 const ROOT: &str = "";
 
+/// Subscribers by the topic (or prefix) they named.
+type Shelf = DashMap<Arc<str>, HashMap<SubscriberId, Subscriber>>;
+
 #[derive(Default)]
 struct Index {
-    exact: DashMap<Arc<str>, HashMap<SubscriberId, Subscriber>>,
-    prefix: DashMap<Arc<str>, HashMap<SubscriberId, Subscriber>>,
+    exact: Shelf,
+    prefix: Shelf,
 }
 
 impl Index {
-    fn slot(&self, pattern: &TopicPattern) -> (&DashMap<Arc<str>, HashMap<SubscriberId, Subscriber>>, Arc<str>) {
+    fn slot(&self, pattern: &TopicPattern) -> (&Shelf, Arc<str>) {
         match pattern {
             TopicPattern::All => (&self.prefix, ROOT.into()),
             TopicPattern::Prefix(p) => (&self.prefix, p.as_str().into()),
@@ -168,16 +171,30 @@ mod tests {
     }
 
     fn patterns(raw: &[&str]) -> Vec<TopicPattern> {
-        raw.iter().map(|p| TopicPattern::parse(p).expect("pattern")).collect()
+        raw.iter()
+            .map(|p| TopicPattern::parse(p).expect("pattern"))
+            .collect()
     }
 
     #[tokio::test]
     async fn events_reach_matching_subscriptions_once() {
         let broker = MemoryBroker::new();
-        let mut overlapping = broker.subscribe(&patterns(&["orders/42", "orders/*", "*"])).await.expect("sub");
-        let mut other = broker.subscribe(&patterns(&["user/bob"])).await.expect("sub");
-        assert_eq!(broker.publish(event("orders/42")).await.expect("publish"), 1);
-        assert_eq!(overlapping.recv().await.expect("event").topic().as_str(), "orders/42");
+        let mut overlapping = broker
+            .subscribe(&patterns(&["orders/42", "orders/*", "*"]))
+            .await
+            .expect("sub");
+        let mut other = broker
+            .subscribe(&patterns(&["user/bob"]))
+            .await
+            .expect("sub");
+        assert_eq!(
+            broker.publish(event("orders/42")).await.expect("publish"),
+            1
+        );
+        assert_eq!(
+            overlapping.recv().await.expect("event").topic().as_str(),
+            "orders/42"
+        );
         assert!(overlapping.events.try_recv().is_err(), "delivered once");
         assert!(other.events.try_recv().is_err());
     }
@@ -185,7 +202,10 @@ mod tests {
     #[tokio::test]
     async fn dropping_a_subscription_empties_the_index() {
         let broker = MemoryBroker::new();
-        let sub = broker.subscribe(&patterns(&["a/*", "b", "*"])).await.expect("sub");
+        let sub = broker
+            .subscribe(&patterns(&["a/*", "b", "*"]))
+            .await
+            .expect("sub");
         drop(sub);
         assert!(broker.index.exact.is_empty());
         assert!(broker.index.prefix.is_empty());

@@ -32,7 +32,13 @@ pub struct Event {
 
 impl Event {
     /// An event with a time-ordered id (UUID v7) whose `data` is serialized JSON.
-    pub fn new(id: Uuid, topic: Topic, kind: &str, data: ByteString, published_at: DateTime<Utc>) -> Self {
+    pub fn new(
+        id: Uuid,
+        topic: Topic,
+        kind: &str,
+        data: ByteString,
+        published_at: DateTime<Utc>,
+    ) -> Self {
         let kind = ByteString::from(kind);
         let mut frame = sse::Data::new(data).id(id.hyphenated().to_string());
         if kind != DEFAULT_EVENT_TYPE {

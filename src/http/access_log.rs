@@ -20,7 +20,10 @@ pub async fn access_log(
     let started = Instant::now();
     let method = req.method().clone();
     let uri = redact(&req.uri().to_string()).into_owned();
-    let peer = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+    let peer = req
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
     let hub = req.app_data::<Data<Hub>>().cloned();
     let response = next.call(req).await?;
     let elapsed = started.elapsed();

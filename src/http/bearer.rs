@@ -20,20 +20,18 @@ impl FromRequest for Bearer {
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         let hub = req.app_data::<web::Data<Hub>>().cloned();
-        let token = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .map(|value| {
-                value
-                    .to_str()
-                    .ok()
-                    .and_then(|v| v.split_once(' '))
-                    .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-                    .map(|(_, token)| token.trim().to_owned())
-                    .filter(|token| !token.is_empty())
-            });
+        let token = req.headers().get(header::AUTHORIZATION).map(|value| {
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| v.split_once(' '))
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, token)| token.trim().to_owned())
+                .filter(|token| !token.is_empty())
+        });
         Box::pin(async move {
-            let hub = hub.ok_or_else(|| ApiError::Unavailable("the hub is not configured".into()))?;
+            let hub =
+                hub.ok_or_else(|| ApiError::Unavailable("the hub is not configured".into()))?;
             match token {
                 None => Err(ApiError::MissingToken),
                 Some(None) => Err(ApiError::InvalidToken(

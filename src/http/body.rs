@@ -8,7 +8,9 @@ use serde::de::DeserializeOwned;
 use super::error::ApiError;
 
 /// Parses a body read by the `Bytes` extractor; `None` for an empty body.
-pub(crate) fn json<T: DeserializeOwned>(body: Result<Bytes, actix_web::Error>) -> Result<Option<T>, ApiError> {
+pub(crate) fn json<T: DeserializeOwned>(
+    body: Result<Bytes, actix_web::Error>,
+) -> Result<Option<T>, ApiError> {
     let bytes = body.map_err(|e| match e.as_error::<PayloadError>() {
         Some(PayloadError::Overflow) => {
             ApiError::PayloadTooLarge(format!("the body is larger than {} bytes", super::MAX_BODY))
@@ -19,9 +21,13 @@ pub(crate) fn json<T: DeserializeOwned>(body: Result<Bytes, actix_web::Error>) -
         None => return Ok(None),
         // serde would also build a struct from a JSON array; the contract speaks of objects.
         Some(b'{') => {}
-        Some(_) => return Err(ApiError::InvalidBody("the body must be a JSON object".into())),
+        Some(_) => {
+            return Err(ApiError::InvalidBody(
+                "the body must be a JSON object".into(),
+            ));
+        }
     }
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| ApiError::InvalidBody(format!("the body is not valid JSON for this endpoint: {e}")))
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+        ApiError::InvalidBody(format!("the body is not valid JSON for this endpoint: {e}"))
+    })
 }

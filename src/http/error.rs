@@ -57,9 +57,9 @@ pub enum ApiError {
     /// No such route.
     #[error("no such endpoint")]
     NotFound,
-    /// The route exists, with other methods.
+    /// The route exists, with other methods: these.
     #[error("this method is not allowed on this endpoint")]
-    MethodNotAllowed,
+    MethodNotAllowed(&'static [&'static str]),
 }
 
 impl ApiError {
@@ -78,7 +78,7 @@ impl ApiError {
             Self::InvalidTicket => "invalid_ticket",
             Self::Unavailable(_) => "unavailable",
             Self::NotFound => "not_found",
-            Self::MethodNotAllowed => "method_not_allowed",
+            Self::MethodNotAllowed(_) => "method_not_allowed",
         }
     }
 
@@ -99,16 +99,18 @@ struct Body<'a> {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::MissingToken | Self::InvalidToken(_) | Self::TokenExpired | Self::TokenRevoked | Self::InvalidTicket => {
-                StatusCode::UNAUTHORIZED
-            }
+            Self::MissingToken
+            | Self::InvalidToken(_)
+            | Self::TokenExpired
+            | Self::TokenRevoked
+            | Self::InvalidTicket => StatusCode::UNAUTHORIZED,
             Self::ForbiddenTopic(_) => StatusCode::FORBIDDEN,
             Self::InvalidTopic(_) | Self::InvalidBody(_) => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TooManyTickets { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::NotFound => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
 
@@ -120,6 +122,9 @@ impl ResponseError for ApiError {
         response.insert_header(CacheControl(vec![CacheDirective::NoStore]));
         if self.is_bearer_failure() {
             response.insert_header((header::WWW_AUTHENTICATE, BEARER_CHALLENGE));
+        }
+        if let Self::MethodNotAllowed(allowed) = self {
+            response.insert_header((header::ALLOW, allowed.join(", ")));
         }
         if let Self::TooManyTickets { retry_after } = self {
             let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);

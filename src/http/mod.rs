@@ -2,8 +2,8 @@
 //! middleware every request passes through.
 
 mod access_log;
-mod body;
 mod bearer;
+mod body;
 pub mod error;
 mod ops;
 mod publish;
@@ -36,7 +36,9 @@ macro_rules! routes {
                     cfg.service(
                         web::resource($path)
                             $(.route(web::method(Method::$method).to($handler)))+
-                            .default_service(web::to(method_not_allowed))
+                            .default_service(web::to(|| async {
+                                Err::<actix_web::HttpResponse, _>(ApiError::MethodNotAllowed(&[$(stringify!($method)),+]))
+                            }))
                             .wrap(Condition::new($cors && !origins.is_empty(), cors(origins))),
                     );
                 )*
@@ -61,19 +63,21 @@ routes! {
 fn cors(origins: &[String]) -> Cors {
     let cors = Cors::default()
         .allowed_methods([Method::GET, Method::POST])
-        .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::HeaderName::from_static("last-event-id")])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::HeaderName::from_static("last-event-id"),
+        ])
         .expose_headers([header::RETRY_AFTER])
         .max_age(3600);
     if origins.iter().any(|o| o == "*") {
         return cors.allow_any_origin();
     }
-    origins.iter().fold(cors, |cors, origin| cors.allowed_origin(origin))
+    origins
+        .iter()
+        .fold(cors, |cors, origin| cors.allowed_origin(origin))
 }
 
 async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
     Err(ApiError::NotFound)
-}
-
-async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed)
 }

@@ -21,7 +21,12 @@ pub(crate) async fn readyz(hub: Data<Hub>) -> HttpResponse {
         .collect();
     let backends: serde_json::Map<_, _> = checks
         .iter()
-        .map(|(name, state)| ((*name).to_owned(), json!(if state.is_ok() { "ok" } else { "unavailable" })))
+        .map(|(name, state)| {
+            (
+                (*name).to_owned(),
+                json!(if state.is_ok() { "ok" } else { "unavailable" }),
+            )
+        })
         .collect();
     match failing.first() {
         None => HttpResponse::Ok().json(json!({ "status": "ready", "backends": backends })),

@@ -15,7 +15,9 @@ pub(crate) async fn publish(
     raw: Result<Bytes, actix_web::Error>,
 ) -> Result<HttpResponse, ApiError> {
     let request = body::json(raw)?.ok_or_else(|| {
-        ApiError::InvalidBody(r#"the body must be JSON {"topic": ..., "event": ..., "data": ...}"#.into())
+        ApiError::InvalidBody(
+            r#"the body must be JSON {"topic": ..., "event": ..., "data": ...}"#.into(),
+        )
     })?;
     let id = hub.publish(&claims, request).await?;
     Ok(HttpResponse::Ok().json(json!({ "id": id })))

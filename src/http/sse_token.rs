@@ -35,7 +35,9 @@ pub(crate) async fn issue(
             stream_url: format!("/stream?token={id}"),
             ticket: id,
             expires_in: (ticket.expires_at() - ticket.issued_at()).num_seconds(),
-            expires_at: ticket.expires_at().to_rfc3339_opts(SecondsFormat::Secs, true),
+            expires_at: ticket
+                .expires_at()
+                .to_rfc3339_opts(SecondsFormat::Secs, true),
             topics: ticket.topics(),
         }))
 }

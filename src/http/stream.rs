@@ -70,7 +70,10 @@ impl Drop for OpenStreamGuard {
     fn drop(&mut self) {
         self.metrics.streams_open.dec();
         let reason = self.reason.map_or("client", CloseReason::as_str);
-        self.metrics.streams_closed.get_or_create(&CloseLabels { reason }).inc();
+        self.metrics
+            .streams_closed
+            .get_or_create(&CloseLabels { reason })
+            .inc();
     }
 }
 
@@ -113,20 +116,31 @@ impl Live {
     }
 }
 
-fn events(hub: &Hub, opened: OpenedStream, period: Duration) -> impl Stream<Item = sse::Event> + use<> {
-    let OpenedStream { ticket, subscription } = opened;
+fn events(
+    hub: &Hub,
+    opened: OpenedStream,
+    period: Duration,
+) -> impl Stream<Item = sse::Event> + use<> {
+    let OpenedStream {
+        ticket,
+        subscription,
+    } = opened;
     let metrics = hub.metrics_handle();
     metrics.streams_open.inc();
-    let ready = sse::Data::new(json!({ "sub": ticket.sub(), "topics": ticket.topics() }).to_string())
-        .event("ready")
-        .into();
+    let ready =
+        sse::Data::new(json!({ "sub": ticket.sub(), "topics": ticket.topics() }).to_string())
+            .event("ready")
+            .into();
     let live = Live {
         subscription,
         bearer_expired: hub.clock().sleep_until(ticket.bearer_exp()),
         shutdown: Box::pin(hub.shutdown().clone().cancelled_owned()),
         heartbeat: Box::pin(tokio::time::sleep(period)),
         period,
-        guard: OpenStreamGuard { metrics, reason: None },
+        guard: OpenStreamGuard {
+            metrics,
+            reason: None,
+        },
     };
     stream::unfold(State::Ready(Box::new(live), ready), |state| async move {
         match state {
@@ -135,7 +149,8 @@ fn events(hub: &Hub, opened: OpenedStream, period: Duration) -> impl Stream<Item
                 Ok(frame) => Some((frame, State::Live(live))),
                 Err(reason) => {
                     live.guard.reason = Some(reason);
-                    let close = sse::Data::new(json!({ "reason": reason.as_str() }).to_string()).event("close");
+                    let close = sse::Data::new(json!({ "reason": reason.as_str() }).to_string())
+                        .event("close");
                     Some((close.into(), State::Done))
                 }
             },

@@ -95,7 +95,9 @@ impl TicketStore for MemoryStore {
             self.held.fetch_sub(1, Ordering::Relaxed);
             return Err(e);
         }
-        self.expiry.lock().push_back((ticket.expires_at(), ticket.id()));
+        self.expiry
+            .lock()
+            .push_back((ticket.expires_at(), ticket.id()));
         self.tickets.insert(ticket.id(), ticket.clone());
         Ok(ticket)
     }
@@ -175,7 +177,10 @@ mod tests {
         let now = Utc::now();
         let ticket = store.issue(grant("alice"), now).await.expect("issued");
         assert!(store.redeem(ticket.id(), now).await.is_ok());
-        assert!(matches!(store.redeem(ticket.id(), now).await, Err(RedeemError::Unknown)));
+        assert!(matches!(
+            store.redeem(ticket.id(), now).await,
+            Err(RedeemError::Unknown)
+        ));
         assert_eq!(store.outstanding().await, 0);
         assert!(store.by_subject.is_empty());
     }
@@ -203,14 +208,27 @@ mod tests {
         let store = store(2, 100);
         let t0 = Utc::now();
         store.issue(grant("alice"), t0).await.expect("first");
-        store.issue(grant("alice"), t0 + TimeDelta::seconds(10)).await.expect("second");
-        let refused = store.issue(grant("alice"), t0 + TimeDelta::seconds(20)).await;
+        store
+            .issue(grant("alice"), t0 + TimeDelta::seconds(10))
+            .await
+            .expect("second");
+        let refused = store
+            .issue(grant("alice"), t0 + TimeDelta::seconds(20))
+            .await;
         match refused {
-            Err(IssueError::TooMany { retry_after }) => assert_eq!(retry_after, Duration::from_secs(40)),
+            Err(IssueError::TooMany { retry_after }) => {
+                assert_eq!(retry_after, Duration::from_secs(40))
+            }
             other => panic!("expected TooMany, got {other:?}"),
         }
-        store.issue(grant("bob"), t0 + TimeDelta::seconds(20)).await.expect("others unaffected");
-        store.issue(grant("alice"), t0 + TimeDelta::seconds(60)).await.expect("freed");
+        store
+            .issue(grant("bob"), t0 + TimeDelta::seconds(20))
+            .await
+            .expect("others unaffected");
+        store
+            .issue(grant("alice"), t0 + TimeDelta::seconds(60))
+            .await
+            .expect("freed");
     }
 
     #[tokio::test]
@@ -220,10 +238,16 @@ mod tests {
         for sub in ["a", "b", "c"] {
             store.issue(grant(sub), now).await.expect("under the cap");
         }
-        assert!(matches!(store.issue(grant("d"), now).await, Err(IssueError::Full)));
+        assert!(matches!(
+            store.issue(grant("d"), now).await,
+            Err(IssueError::Full)
+        ));
         // Once the held tickets expire, the cap makes room by sweeping.
         let later = now + TimeDelta::seconds(61);
-        store.issue(grant("d"), later).await.expect("room after expiry");
+        store
+            .issue(grant("d"), later)
+            .await
+            .expect("room after expiry");
         assert_eq!(store.outstanding().await, 1);
     }
 
@@ -232,11 +256,17 @@ mod tests {
         let store = store(10, 100);
         let t0 = Utc::now();
         let early = store.issue(grant("a"), t0).await.expect("early");
-        store.issue(grant("b"), t0 + TimeDelta::seconds(30)).await.expect("late");
+        store
+            .issue(grant("b"), t0 + TimeDelta::seconds(30))
+            .await
+            .expect("late");
         let redeemed = store.issue(grant("c"), t0).await.expect("redeemed");
         store.redeem(redeemed.id(), t0).await.expect("redeem");
         assert_eq!(store.sweep_expired(t0 + TimeDelta::seconds(60)).await, 1);
-        assert!(matches!(store.redeem(early.id(), t0).await, Err(RedeemError::Unknown)));
+        assert!(matches!(
+            store.redeem(early.id(), t0).await,
+            Err(RedeemError::Unknown)
+        ));
         assert_eq!(store.outstanding().await, 1);
         assert_eq!(store.next_expiry().await, Some(t0 + TimeDelta::seconds(90)));
     }

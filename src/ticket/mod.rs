@@ -82,7 +82,9 @@ impl Ticket {
             topics: grant.topics.into(),
             bearer_exp: grant.bearer_exp,
             issued_at,
-            expires_at: issued_at.checked_add_signed(ttl).unwrap_or(DateTime::<Utc>::MAX_UTC),
+            expires_at: issued_at
+                .checked_add_signed(ttl)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
         }
     }
 

@@ -12,7 +12,10 @@ async fn an_allowed_origin_passes_the_preflight_and_reads_the_stream() {
         .request(reqwest::Method::OPTIONS, app.url("/sse-token"))
         .header("origin", ALLOWED)
         .header("access-control-request-method", "POST")
-        .header("access-control-request-headers", "authorization, content-type")
+        .header(
+            "access-control-request-headers",
+            "authorization, content-type",
+        )
         .send()
         .await
         .expect("preflight");
@@ -22,7 +25,10 @@ async fn an_allowed_origin_passes_the_preflight_and_reads_the_stream() {
         .to_str()
         .expect("ascii")
         .to_ascii_lowercase();
-    assert!(allowed_headers.contains("authorization"), "{allowed_headers}");
+    assert!(
+        allowed_headers.contains("authorization"),
+        "{allowed_headers}"
+    );
 
     let bearer = app.token("alice", &[], &[]);
     let ticket = app
@@ -57,7 +63,12 @@ async fn another_origin_gets_no_cors_grant() {
         .send()
         .await
         .expect("preflight");
-    assert!(preflight.headers().get("access-control-allow-origin").is_none());
+    assert!(
+        preflight
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
     let ticket = app.ticket(&app.token("alice", &[], &[]), &[]).await;
     let stream = app
         .client
@@ -66,7 +77,12 @@ async fn another_origin_gets_no_cors_grant() {
         .send()
         .await
         .expect("stream");
-    assert!(stream.headers().get("access-control-allow-origin").is_none());
+    assert!(
+        stream
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
 }
 
 #[tokio::test]
@@ -79,7 +95,12 @@ async fn without_configured_origins_nothing_is_granted() {
         .send()
         .await
         .expect("request");
-    assert!(response.headers().get("access-control-allow-origin").is_none());
+    assert!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
     let ticket = app
         .client
         .post(app.url("/sse-token"))
@@ -89,5 +110,10 @@ async fn without_configured_origins_nothing_is_granted() {
         .await
         .expect("ticket");
     assert_eq!(ticket.status(), 200);
-    assert!(ticket.headers().get("access-control-allow-origin").is_none());
+    assert!(
+        ticket
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
 }

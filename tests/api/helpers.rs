@@ -65,12 +65,19 @@ pub async fn spawn_config(config: Config) -> TestApp {
 
 /// Parses a list of patterns.
 pub fn patterns(raw: &[&str]) -> Vec<TopicPattern> {
-    raw.iter().map(|p| TopicPattern::parse(p).expect("pattern")).collect()
+    raw.iter()
+        .map(|p| TopicPattern::parse(p).expect("pattern"))
+        .collect()
 }
 
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// `GET <path>`.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("GET")
     }
 
     /// A bearer token valid for a day on this server's clock.
@@ -79,7 +86,13 @@ impl TestApp {
     }
 
     /// A bearer token valid for `ttl` on this server's clock.
-    pub fn token_for(&self, sub: &str, subscribe: &[&str], publish: &[&str], ttl: Duration) -> String {
+    pub fn token_for(
+        &self,
+        sub: &str,
+        subscribe: &[&str],
+        publish: &[&str],
+        ttl: Duration,
+    ) -> String {
         mint(
             &self.secret,
             &MintRequest {
@@ -99,13 +112,19 @@ impl TestApp {
     }
 
     /// `POST /sse-token` with an optional bearer and raw body.
-    pub async fn post_sse_token(&self, bearer: Option<&str>, body: Option<&str>) -> reqwest::Response {
+    pub async fn post_sse_token(
+        &self,
+        bearer: Option<&str>,
+        body: Option<&str>,
+    ) -> reqwest::Response {
         let mut request = self.client.post(self.url("/sse-token"));
         if let Some(bearer) = bearer {
             request = request.bearer_auth(bearer);
         }
         if let Some(body) = body {
-            request = request.header("content-type", "application/json").body(body.to_owned());
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_owned());
         }
         request.send().await.expect("POST /sse-token")
     }
@@ -135,9 +154,16 @@ impl TestApp {
         assert_eq!(response.status(), 200, "stream opens");
         let mut stream = SseStream::new(response);
         let retry = stream.next_frame().await;
-        assert!(retry.retry.is_some(), "the stream starts with retry:, got {retry:?}");
+        assert!(
+            retry.retry.is_some(),
+            "the stream starts with retry:, got {retry:?}"
+        );
         let ready = stream.next_frame().await;
-        assert_eq!(ready.event.as_deref(), Some("ready"), "then ready, got {ready:?}");
+        assert_eq!(
+            ready.event.as_deref(),
+            Some("ready"),
+            "then ready, got {ready:?}"
+        );
         stream
     }
 
@@ -199,14 +225,18 @@ impl TestApp {
             if got == want {
                 return;
             }
-            assert!(tokio::time::Instant::now() < deadline, "{sample} stayed at {got}, wanted {want}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{sample} stayed at {got}, wanted {want}"
+            );
             tokio::task::yield_now().await;
         }
     }
 
     /// Moves the server's clock forward.
     pub fn advance(&self, by: Duration) {
-        self.clock.advance(TimeDelta::from_std(by).expect("duration"));
+        self.clock
+            .advance(TimeDelta::from_std(by).expect("duration"));
     }
 
     /// A handle that stops the server the way a signal does.
@@ -218,13 +248,11 @@ impl TestApp {
 /// Asserts an error response's status, JSON code, and returns its JSON.
 pub async fn assert_error(response: reqwest::Response, status: u16, code: &str) -> Value {
     assert_eq!(response.status(), status, "status for {code}");
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    assert!(content_type.starts_with("application/json"), "JSON error, got {content_type}");
+    let content_type = header(&response, "content-type").to_owned();
+    assert!(
+        content_type.starts_with("application/json"),
+        "JSON error, got {content_type}"
+    );
     let json: Value = response.json().await.expect("JSON error body");
     assert_eq!(json["error"], code, "{json}");
     assert!(
@@ -241,7 +269,11 @@ pub async fn assert_bearer_error(response: reqwest::Response, code: &str) -> Val
         .get("www-authenticate")
         .and_then(|v| v.to_str().ok())
         .map(ToOwned::to_owned);
-    assert_eq!(challenge.as_deref(), Some(r#"Bearer error="invalid_token""#), "challenge for {code}");
+    assert_eq!(
+        challenge.as_deref(),
+        Some(r#"Bearer error="invalid_token""#),
+        "challenge for {code}"
+    );
     assert_error(response, 401, code).await
 }
 
@@ -293,7 +325,9 @@ impl SseStream {
                     return Some(parse_frame(&raw));
                 }
                 match self.body.next().await {
-                    Some(Ok(chunk)) => self.buffer.push_str(std::str::from_utf8(&chunk).expect("UTF-8 stream")),
+                    Some(Ok(chunk)) => self
+                        .buffer
+                        .push_str(std::str::from_utf8(&chunk).expect("UTF-8 stream")),
                     Some(Err(_)) | None => return None,
                 }
             }
@@ -315,7 +349,10 @@ impl SseStream {
     /// Asserts the stream ends (after any heartbeats) without another event.
     pub async fn assert_ends(&mut self) {
         while let Some(frame) = self.try_next_frame(PATIENCE).await {
-            assert!(frame.comment.is_some(), "expected the end of the stream, got {frame:?}");
+            assert!(
+                frame.comment.is_some(),
+                "expected the end of the stream, got {frame:?}"
+            );
         }
     }
 }
@@ -327,7 +364,9 @@ fn parse_frame(raw: &str) -> Frame {
             frame.comment = Some(comment.trim_start().to_owned());
             continue;
         }
-        let (field, value) = line.split_once(':').map_or((line, ""), |(f, v)| (f, v.strip_prefix(' ').unwrap_or(v)));
+        let (field, value) = line
+            .split_once(':')
+            .map_or((line, ""), |(f, v)| (f, v.strip_prefix(' ').unwrap_or(v)));
         match field {
             "event" => frame.event = Some(value.to_owned()),
             "id" => frame.id = Some(value.to_owned()),
@@ -343,4 +382,13 @@ fn parse_frame(raw: &str) -> Frame {
         }
     }
     frame
+}
+
+/// A response header as text ("" when absent).
+pub fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
 }

@@ -2,24 +2,30 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{assert_error, spawn_app};
+use crate::helpers::{assert_error, header, spawn_app};
 
 #[tokio::test]
 async fn healthz_answers_ok() {
     let app = spawn_app().await;
-    let response = app.client.get(app.url("/healthz")).send().await.expect("request");
+    let response = app.get("/healthz").await;
     assert_eq!(response.status(), 200);
-    assert_eq!(response.json::<Value>().await.expect("JSON"), json!({ "status": "ok" }));
+    assert_eq!(
+        response.json::<Value>().await.expect("JSON"),
+        json!({ "status": "ok" })
+    );
 }
 
 #[tokio::test]
 async fn readyz_names_every_backend() {
     let app = spawn_app().await;
-    let response = app.client.get(app.url("/readyz")).send().await.expect("request");
+    let response = app.get("/readyz").await;
     assert_eq!(response.status(), 200);
     let json: Value = response.json().await.expect("JSON");
     assert_eq!(json["status"], "ready");
-    assert_eq!(json["backends"], json!({ "keys": "ok", "tickets": "ok", "broker": "ok" }));
+    assert_eq!(
+        json["backends"],
+        json!({ "keys": "ok", "tickets": "ok", "broker": "ok" })
+    );
 }
 
 #[tokio::test]
@@ -27,9 +33,9 @@ async fn metrics_cover_tickets_streams_events_and_latency() {
     let app = spawn_app().await;
     let _stream = app.subscribe("alice", &[]).await;
     app.publish("user/alice", None, json!(1)).await;
-    let response = app.client.get(app.url("/metrics")).send().await.expect("request");
+    let response = app.get("/metrics").await;
     assert_eq!(response.status(), 200);
-    assert!(response.headers()["content-type"].to_str().expect("ascii").contains("text"));
+    assert!(header(&response, "content-type").contains("text"));
     let text = response.text().await.expect("text");
     for sample in [
         "sse_ticket_tickets_issued_total 1",
@@ -41,28 +47,44 @@ async fn metrics_cover_tickets_streams_events_and_latency() {
         r#"sse_ticket_http_request_duration_seconds_count{method="POST",route="/sse-token",status="200"} 1"#,
         r#"sse_ticket_http_request_duration_seconds_count{method="GET",route="/stream",status="200"} 1"#,
     ] {
-        assert!(text.lines().any(|l| l == sample), "missing {sample:?} in\n{text}");
+        assert!(
+            text.lines().any(|l| l == sample),
+            "missing {sample:?} in\n{text}"
+        );
     }
 }
 
 #[tokio::test]
 async fn the_spec_is_served_byte_for_byte() {
     let app = spawn_app().await;
-    let response = app.client.get(app.url("/openapi.yaml")).send().await.expect("request");
+    let response = app.get("/openapi.yaml").await;
     assert_eq!(response.status(), 200);
-    assert!(response.headers()["content-type"].to_str().expect("ascii").contains("yaml"));
+    assert!(header(&response, "content-type").contains("yaml"));
     let served = response.bytes().await.expect("body");
-    let file = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml")).expect("openapi.yaml");
+    let file =
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml")).expect("openapi.yaml");
     assert_eq!(served.as_ref(), file.as_slice());
 }
 
 #[tokio::test]
 async fn unknown_routes_and_methods_get_json_errors() {
     let app = spawn_app().await;
-    let response = app.client.get(app.url("/nope")).send().await.expect("request");
+    let response = app.get("/nope").await;
     assert_error(response, 404, "not_found").await;
-    let response = app.client.delete(app.url("/sse-token")).send().await.expect("request");
+    let response = app
+        .client
+        .delete(app.url("/sse-token"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(header(&response, "allow"), "POST");
     assert_error(response, 405, "method_not_allowed").await;
-    let response = app.client.post(app.url("/healthz")).send().await.expect("request");
+    let response = app
+        .client
+        .post(app.url("/healthz"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(header(&response, "allow"), "GET");
     assert_error(response, 405, "method_not_allowed").await;
 }

@@ -18,8 +18,9 @@ async fn a_bearer_token_buys_a_ticket_for_its_own_topic() {
     let uuid = uuid::Uuid::parse_str(ticket).expect("a UUID");
     assert_eq!(uuid.get_version_num(), 4);
     assert_eq!(json["expires_in"], 60);
-    let expires_at = chrono::DateTime::parse_from_rfc3339(json["expires_at"].as_str().expect("expires_at"))
-        .expect("RFC 3339");
+    let expires_at =
+        chrono::DateTime::parse_from_rfc3339(json["expires_at"].as_str().expect("expires_at"))
+            .expect("RFC 3339");
     assert!(expires_at.to_rfc3339().ends_with("+00:00"));
     assert_eq!(json["stream_url"], format!("/stream?token={ticket}"));
     assert_eq!(json["topics"], json!(["user/alice"]));
@@ -71,12 +72,22 @@ async fn topics_must_be_covered_by_subscribe_permissions() {
         let response = app.post_sse_token(Some(&bearer), Some(&body)).await;
         assert_eq!(response.status(), 200, "{allowed}");
     }
-    for forbidden in [json!(["*"]), json!(["users/x"]), json!(["news/*"]), json!(["user/bob"]), json!(["ordersx"])] {
+    for forbidden in [
+        json!(["*"]),
+        json!(["users/x"]),
+        json!(["news/*"]),
+        json!(["user/bob"]),
+        json!(["ordersx"]),
+    ] {
         let body = json!({ "topics": forbidden }).to_string();
         let response = app.post_sse_token(Some(&bearer), Some(&body)).await;
         assert_error(response, 403, "forbidden_topic").await;
     }
-    assert_eq!(app.metric("sse_ticket_tickets_issued_total").await, 5.0, "refusals issue nothing");
+    assert_eq!(
+        app.metric("sse_ticket_tickets_issued_total").await,
+        5.0,
+        "refusals issue nothing"
+    );
 }
 
 #[tokio::test]
@@ -95,7 +106,16 @@ async fn malformed_topics_are_refused() {
     let app = spawn_app().await;
     let bearer = app.token("alice", &["*"], &[]);
     let too_long = "x".repeat(256);
-    for topic in ["", "/a", "a/", "a//b", "a b", "a/*/b", "ä", too_long.as_str()] {
+    for topic in [
+        "",
+        "/a",
+        "a/",
+        "a//b",
+        "a b",
+        "a/*/b",
+        "ä",
+        too_long.as_str(),
+    ] {
         let body = json!({ "topics": [topic] }).to_string();
         let response = app.post_sse_token(Some(&bearer), Some(&body)).await;
         assert_error(response, 400, "invalid_topic").await;
@@ -109,7 +129,12 @@ async fn a_subject_outside_the_topic_alphabet_must_name_its_topics() {
     let response = app.post_sse_token(Some(&bearer), None).await;
     assert_error(response, 400, "invalid_topic").await;
     let body = json!({ "topics": ["orders/1"] }).to_string();
-    assert_eq!(app.post_sse_token(Some(&bearer), Some(&body)).await.status(), 200);
+    assert_eq!(
+        app.post_sse_token(Some(&bearer), Some(&body))
+            .await
+            .status(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -145,10 +170,18 @@ async fn an_oversized_body_is_refused() {
 async fn bearer_failures_are_401_with_a_challenge() {
     let app = spawn_app().await;
     assert_bearer_error(app.post_sse_token(None, None).await, "missing_token").await;
-    assert_bearer_error(app.post_sse_token(Some("garbage"), None).await, "invalid_token").await;
+    assert_bearer_error(
+        app.post_sse_token(Some("garbage"), None).await,
+        "invalid_token",
+    )
+    .await;
     let expired = app.token_for("alice", &[], &[], Duration::from_secs(60));
     app.advance(Duration::from_secs(60 + 31));
-    assert_bearer_error(app.post_sse_token(Some(&expired), None).await, "token_expired").await;
+    assert_bearer_error(
+        app.post_sse_token(Some(&expired), None).await,
+        "token_expired",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -160,7 +193,11 @@ async fn a_subject_may_hold_only_so_many_outstanding_tickets() {
     }
     app.advance(Duration::from_secs(20));
     let refused = app.post_sse_token(Some(&alice), None).await;
-    assert_eq!(refused.headers()["retry-after"], "40", "until the oldest expires");
+    assert_eq!(
+        refused.headers()["retry-after"],
+        "40",
+        "until the oldest expires"
+    );
     assert_error(refused, 429, "too_many_tickets").await;
 
     // Others are unaffected, and redeeming one frees a place.
@@ -179,6 +216,8 @@ async fn a_full_store_answers_503() {
     for sub in ["a", "b"] {
         app.ticket(&app.token(sub, &[], &[]), &[]).await;
     }
-    let response = app.post_sse_token(Some(&app.token("c", &[], &[])), None).await;
+    let response = app
+        .post_sse_token(Some(&app.token("c", &[], &[])), None)
+        .await;
     assert_error(response, 503, "unavailable").await;
 }

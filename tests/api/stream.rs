@@ -15,18 +15,30 @@ async fn a_ticket_opens_one_stream_and_only_once() {
     let response = app.get_stream(&ticket).await;
     assert_eq!(response.status(), 200);
     let headers = response.headers();
-    assert!(headers["content-type"].to_str().expect("ascii").starts_with("text/event-stream"));
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("text/event-stream")
+    );
     assert_eq!(headers["cache-control"], "no-cache");
     assert_eq!(headers["x-accel-buffering"], "no");
     let mut stream = SseStream::new(response);
     assert_eq!(stream.next_frame().await.retry, Some(3000));
     let ready = stream.next_frame().await;
     assert_eq!(ready.event.as_deref(), Some("ready"));
-    assert_eq!(ready.json(), json!({ "sub": "alice", "topics": ["user/alice"] }));
+    assert_eq!(
+        ready.json(),
+        json!({ "sub": "alice", "topics": ["user/alice"] })
+    );
 
     assert_error(app.get_stream(&ticket).await, 401, "invalid_ticket").await;
     assert_eq!(app.metric("sse_ticket_tickets_redeemed_total").await, 1.0);
-    assert_eq!(app.metric(r#"sse_ticket_tickets_rejected_total{reason="unknown"}"#).await, 1.0);
+    assert_eq!(
+        app.metric(r#"sse_ticket_tickets_rejected_total{reason="unknown"}"#)
+            .await,
+        1.0
+    );
 }
 
 #[tokio::test]
@@ -37,8 +49,16 @@ async fn of_fifty_concurrent_connects_with_one_ticket_exactly_one_wins() {
     let responses = futures_util::future::join_all(attempts).await;
     let mut statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
     statuses.sort_unstable();
-    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| **s == 401).count(), 49, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 401).count(),
+        49,
+        "{statuses:?}"
+    );
 }
 
 #[tokio::test]
@@ -47,12 +67,27 @@ async fn anything_but_a_live_ticket_is_refused_alike() {
     let bearer = app.token("alice", &[], &[]);
     let unknown = uuid::Uuid::new_v4().to_string();
     let v7 = uuid::Uuid::now_v7().to_string();
-    for token in [bearer.as_str(), unknown.as_str(), v7.as_str(), "", "not-a-ticket"] {
+    for token in [
+        bearer.as_str(),
+        unknown.as_str(),
+        v7.as_str(),
+        "",
+        "not-a-ticket",
+    ] {
         assert_error(app.get_stream(token).await, 401, "invalid_ticket").await;
     }
-    let no_token = app.client.get(app.url("/stream")).send().await.expect("request");
+    let no_token = app
+        .client
+        .get(app.url("/stream"))
+        .send()
+        .await
+        .expect("request");
     assert_error(no_token, 401, "invalid_ticket").await;
-    assert_eq!(app.metric(r#"sse_ticket_tickets_rejected_total{reason="malformed"}"#).await, 5.0);
+    assert_eq!(
+        app.metric(r#"sse_ticket_tickets_rejected_total{reason="malformed"}"#)
+            .await,
+        5.0
+    );
     // A bearer token in the URL is not a credential here, and spends nothing.
     let ticket = app.ticket(&bearer, &[]).await;
     app.stream(&ticket).await;
@@ -69,8 +104,12 @@ async fn a_ticket_expires_after_its_ttl() {
     app.advance(Duration::from_millis(100));
     assert_error(app.get_stream(&late).await, 401, "invalid_ticket").await;
     // Refused as expired, or as unknown if the sweeper took it first.
-    let expired = app.metric(r#"sse_ticket_tickets_rejected_total{reason="expired"}"#).await;
-    let unknown = app.metric(r#"sse_ticket_tickets_rejected_total{reason="unknown"}"#).await;
+    let expired = app
+        .metric(r#"sse_ticket_tickets_rejected_total{reason="expired"}"#)
+        .await;
+    let unknown = app
+        .metric(r#"sse_ticket_tickets_rejected_total{reason="unknown"}"#)
+        .await;
     assert_eq!(expired + unknown, 1.0);
 }
 
@@ -83,7 +122,8 @@ async fn unused_expired_tickets_are_swept() {
     }
     assert_eq!(app.metric("sse_ticket_tickets_outstanding").await, 3.0);
     app.advance(Duration::from_secs(61));
-    app.wait_for_metric("sse_ticket_tickets_outstanding", 0.0).await;
+    app.wait_for_metric("sse_ticket_tickets_outstanding", 0.0)
+        .await;
     assert_eq!(app.metric("sse_ticket_tickets_expired_total").await, 3.0);
 }
 
@@ -93,7 +133,9 @@ async fn a_stream_receives_only_its_topics() {
     let mut alice = app.subscribe("alice", &[]).await;
     let mut bob = app.subscribe("bob", &[]).await;
     app.publish("user/bob", None, json!("for bob")).await;
-    let id = app.publish("user/alice", Some("note"), json!({ "to": "alice" })).await;
+    let id = app
+        .publish("user/alice", Some("note"), json!({ "to": "alice" }))
+        .await;
 
     let frame = alice.next_event().await;
     assert_eq!(frame.id.as_deref(), Some(id.as_str()));
@@ -116,7 +158,11 @@ async fn patterns_deliver_their_subtree_once() {
         assert_eq!(orders.next_event().await.json(), json!(expected));
     }
     app.publish("orders/last", None, json!("last")).await;
-    assert_eq!(orders.next_event().await.json(), json!("last"), "no duplicate, nothing foreign");
+    assert_eq!(
+        orders.next_event().await.json(),
+        json!("last"),
+        "no duplicate, nothing foreign"
+    );
 }
 
 #[tokio::test]
@@ -124,7 +170,8 @@ async fn a_message_event_has_no_event_line() {
     let app = spawn_app().await;
     let mut stream = app.subscribe("alice", &[]).await;
     app.publish("user/alice", None, json!([1, 2])).await;
-    app.publish("user/alice", Some("message"), json!(null)).await;
+    app.publish("user/alice", Some("message"), json!(null))
+        .await;
     for data in [json!([1, 2]), json!(null)] {
         let frame = stream.next_event().await;
         assert_eq!(frame.event, None);
@@ -155,7 +202,11 @@ async fn a_stream_closes_when_its_bearer_token_expires() {
     assert_eq!(close.json(), json!({ "reason": "token_expired" }));
     stream.assert_ends().await;
     app.wait_for_metric("sse_ticket_streams_open", 0.0).await;
-    assert_eq!(app.metric(r#"sse_ticket_streams_closed_total{reason="token_expired"}"#).await, 1.0);
+    assert_eq!(
+        app.metric(r#"sse_ticket_streams_closed_total{reason="token_expired"}"#)
+            .await,
+        1.0
+    );
 }
 
 #[tokio::test]
@@ -185,8 +236,15 @@ async fn a_client_that_leaves_frees_its_subscription() {
     // The server notices the closed connection on its next write.
     let deadline = tokio::time::Instant::now() + crate::helpers::PATIENCE;
     while app.metric("sse_ticket_streams_open").await != 0.0 {
-        assert!(tokio::time::Instant::now() < deadline, "the stream was never released");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stream was never released"
+        );
         app.publish("user/alice", None, json!("anyone?")).await;
     }
-    assert_eq!(app.metric(r#"sse_ticket_streams_closed_total{reason="client"}"#).await, 1.0);
+    assert_eq!(
+        app.metric(r#"sse_ticket_streams_closed_total{reason="client"}"#)
+            .await,
+        1.0
+    );
 }

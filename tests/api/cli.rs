@@ -1,0 +1,378 @@
+//! The binary itself: start-up errors, `mint`, `serve --dev`, signals, and
+//! what reaches its logs.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::helpers::{PATIENCE, SECRET, SseStream, spawn_app};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sse-ticket");
+
+/// The binary with no `SSE_TICKET_*` variable inherited from the environment.
+fn sse_ticket(args: &[&str]) -> Command {
+    let mut command = Command::new(BIN);
+    command.args(args).kill_on_drop(true);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("SSE_TICKET_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+async fn output(mut command: Command) -> std::process::Output {
+    tokio::time::timeout(PATIENCE, command.output())
+        .await
+        .expect("the command ends in time")
+        .expect("the command runs")
+}
+
+#[tokio::test]
+async fn serve_without_a_key_stops_with_one_line_naming_the_settings() {
+    let out = output(sse_ticket(&["serve"])).await;
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).expect("UTF-8");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    for name in [
+        "SSE_TICKET_JWT_SECRET",
+        "SSE_TICKET_JWT_PUBLIC_KEY",
+        "SSE_TICKET_JWKS_URL",
+    ] {
+        assert!(stderr.contains(name), "{stderr}");
+    }
+}
+
+#[tokio::test]
+async fn invalid_settings_stop_start_up_with_one_clear_line() {
+    for (name, value, mention) in [
+        (
+            "SSE_TICKET_JWKS_URL",
+            "https://idp.example/jwks",
+            "SSE_TICKET_JWKS_URL",
+        ),
+        (
+            "SSE_TICKET_CORS_ORIGINS",
+            "not an origin",
+            "SSE_TICKET_CORS_ORIGINS",
+        ),
+        ("SSE_TICKET_TICKET_TTL", "0s", "SSE_TICKET_TICKET_TTL"),
+        (
+            "SSE_TICKET_TICKET_TTL",
+            "100000000years",
+            "SSE_TICKET_TICKET_TTL",
+        ),
+        ("SSE_TICKET_HEARTBEAT", "2days", "SSE_TICKET_HEARTBEAT"),
+        (
+            "SSE_TICKET_MAX_TICKETS_PER_SUBJECT",
+            "0",
+            "SSE_TICKET_MAX_TICKETS_PER_SUBJECT",
+        ),
+        (
+            "SSE_TICKET_JWT_PUBLIC_KEY",
+            "/nonexistent/key.pem",
+            "/nonexistent/key.pem",
+        ),
+    ] {
+        let mut command = sse_ticket(&["serve", "--bind", "127.0.0.1:0"]);
+        command
+            .env("SSE_TICKET_JWT_SECRET", SECRET)
+            .env(name, value);
+        if name == "SSE_TICKET_JWT_PUBLIC_KEY" || name == "SSE_TICKET_JWKS_URL" {
+            command.env_remove("SSE_TICKET_JWT_SECRET");
+        }
+        if name == "SSE_TICKET_JWKS_URL" {
+            // Two key sources at once.
+            command.env("SSE_TICKET_JWT_SECRET", SECRET);
+        }
+        let out = output(command).await;
+        assert_eq!(out.status.code(), Some(2), "{name}={value}");
+        let stderr = String::from_utf8(out.stderr).expect("UTF-8");
+        assert!(stderr.contains(mention), "{name}={value}: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn a_minted_token_is_accepted_with_its_permissions() {
+    let mut command = sse_ticket(&[
+        "mint",
+        "--sub",
+        "alice",
+        "--subscribe",
+        "orders/*",
+        "--ttl",
+        "1h",
+    ]);
+    command.env("SSE_TICKET_JWT_SECRET", SECRET);
+    let out = output(command).await;
+    assert!(out.status.success());
+    let token = String::from_utf8(out.stdout)
+        .expect("UTF-8")
+        .trim()
+        .to_owned();
+    assert_eq!(token.split('.').count(), 3, "one JWT on stdout: {token}");
+
+    let app = spawn_app().await;
+    let body = json!({ "topics": ["orders/*"] }).to_string();
+    let response = app.post_sse_token(Some(&token), Some(&body)).await;
+    assert_eq!(response.status(), 200);
+    let forbidden = json!({ "topics": ["payments/*"] }).to_string();
+    assert_eq!(
+        app.post_sse_token(Some(&token), Some(&forbidden))
+            .await
+            .status(),
+        403
+    );
+}
+
+#[tokio::test]
+async fn mint_refuses_a_bad_pattern() {
+    let mut command = sse_ticket(&["mint", "--sub", "alice", "--subscribe", "a//b"]);
+    command.env("SSE_TICKET_JWT_SECRET", SECRET);
+    let out = output(command).await;
+    assert!(!out.status.success());
+}
+
+/// A `serve` process, its base URL and what it printed.
+struct Process {
+    child: Child,
+    base: String,
+    stdout: Vec<String>,
+}
+
+/// Starts `serve` with `args` and `env`, and waits for it to listen.
+async fn serve(args: &[&str], env: &[(&str, &str)]) -> Process {
+    let mut all = vec!["serve", "--bind", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    let mut command = sse_ticket(&all);
+    command
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("serve starts");
+    let (base, stdout) = if args.contains(&"--dev") {
+        read_banner(&mut child).await
+    } else {
+        (read_listen_line(&mut child).await, Vec::new())
+    };
+    Process {
+        child,
+        base,
+        stdout,
+    }
+}
+
+/// Reads the dev banner up to its last line; returns the base URL and the lines.
+async fn read_banner(child: &mut Child) -> (String, Vec<String>) {
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut seen = Vec::new();
+    tokio::time::timeout(PATIENCE, async {
+        while let Some(line) = lines.next_line().await.expect("stdout line") {
+            let last = line.contains("more tokens:");
+            seen.push(line);
+            if last {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the banner in time");
+    let base = seen
+        .iter()
+        .find_map(|l| l.split("DEV MODE on ").nth(1))
+        .expect("the banner names the address")
+        .trim()
+        .to_owned();
+    (base, seen)
+}
+
+/// Reads stderr until the `listening` log line; returns the base URL.
+async fn read_listen_line(child: &mut Child) -> String {
+    let stderr = child.stderr.take().expect("stderr");
+    let mut reader = BufReader::new(stderr);
+    let mut line = String::new();
+    let base = tokio::time::timeout(PATIENCE, async {
+        loop {
+            line.clear();
+            assert!(
+                reader.read_line(&mut line).await.expect("stderr line") > 0,
+                "serve exited early"
+            );
+            let parsed: Value = match serde_json::from_str(&line) {
+                Ok(v) => v,
+                Err(_) => continue,
+            };
+            if parsed["message"] == "listening" {
+                return format!("http://{}", parsed["addr"].as_str().expect("addr"));
+            }
+        }
+    })
+    .await
+    .expect("the server listens in time");
+    child.stderr = Some(reader.into_inner());
+    base
+}
+
+fn terminate(child: &Child) {
+    let pid = child.id().expect("running").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+}
+
+fn exported(lines: &[String], name: &str) -> String {
+    let prefix = format!("export {name}=");
+    lines
+        .iter()
+        .find_map(|l| l.trim().strip_prefix(&prefix))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("the banner exports {name}"))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn dev_mode_prints_working_tokens_and_sigterm_closes_streams() {
+    let mut process = serve(&["--dev"], &[]).await;
+    let banner = process.stdout.join("\n");
+    for needle in ["curl", "/sse-token", "/stream?token=", "/publish"] {
+        assert!(banner.contains(needle), "banner lacks {needle}: {banner}");
+    }
+    let sub_token = exported(&process.stdout, "SUB_TOKEN");
+    let pub_token = exported(&process.stdout, "PUB_TOKEN");
+    let client = reqwest::Client::new();
+
+    let ticket: Value = client
+        .post(format!("{}/sse-token", process.base))
+        .bearer_auth(&sub_token)
+        .body(r#"{"topics":["orders/*"]}"#)
+        .send()
+        .await
+        .expect("ticket")
+        .json()
+        .await
+        .expect("JSON");
+    let stream_url = format!(
+        "{}{}",
+        process.base,
+        ticket["stream_url"].as_str().expect("stream_url")
+    );
+    let response = client.get(&stream_url).send().await.expect("stream");
+    assert_eq!(response.status(), 200);
+    let mut stream = SseStream::new(response);
+    stream.next_frame().await; // retry
+    stream.next_frame().await; // ready
+    let published = client
+        .post(format!("{}/publish", process.base))
+        .bearer_auth(&pub_token)
+        .body(r#"{"topic":"orders/42","event":"order.updated","data":{"status":"shipped"}}"#)
+        .send()
+        .await
+        .expect("publish");
+    assert_eq!(published.status(), 200);
+    assert_eq!(
+        stream.next_event().await.json(),
+        json!({ "status": "shipped" })
+    );
+
+    terminate(&process.child);
+    let close = stream.next_event().await;
+    assert_eq!(close.event.as_deref(), Some("close"));
+    assert_eq!(close.json(), json!({ "reason": "shutdown" }));
+    let status = tokio::time::timeout(Duration::from_secs(10), process.child.wait())
+        .await
+        .expect("exits within seconds of SIGTERM")
+        .expect("exit status");
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn no_ticket_and_no_bearer_token_reaches_the_logs() {
+    let mut process = serve(
+        &[],
+        &[
+            ("SSE_TICKET_JWT_SECRET", SECRET),
+            ("SSE_TICKET_LOG_FORMAT", "json"),
+            ("RUST_LOG", "trace"),
+        ],
+    )
+    .await;
+    let app = spawn_app().await; // only to mint tokens with the same secret
+    let bearer = app.token("alice", &["orders/*"], &["orders/*"]);
+    let client = reqwest::Client::new();
+    let base = &process.base;
+
+    let ticket: Value = client
+        .post(format!("{base}/sse-token"))
+        .bearer_auth(&bearer)
+        .send()
+        .await
+        .expect("ticket")
+        .json()
+        .await
+        .expect("JSON");
+    let ticket = ticket["ticket"].as_str().expect("ticket").to_owned();
+    let stream = client
+        .get(format!("{base}/stream?token={ticket}"))
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(stream.status(), 200);
+    let mut stream = SseStream::new(stream);
+    stream.next_frame().await;
+    stream.next_frame().await;
+    // Reuse, a JWT where a ticket belongs, a bad bearer, a publish.
+    let reused = client
+        .get(format!("{base}/stream?token={ticket}"))
+        .send()
+        .await
+        .expect("reuse");
+    assert_eq!(reused.status(), 401);
+    let jwt_in_url = client
+        .get(format!("{base}/stream?lastEventId=1&token={bearer}"))
+        .send()
+        .await
+        .expect("jwt");
+    assert_eq!(jwt_in_url.status(), 401);
+    let bad = client
+        .post(format!("{base}/sse-token"))
+        .bearer_auth(format!("{bearer}x"))
+        .send()
+        .await
+        .expect("bad bearer");
+    assert_eq!(bad.status(), 401);
+    let published = client
+        .post(format!("{base}/publish"))
+        .bearer_auth(&bearer)
+        .body(r#"{"topic":"orders/1","data":1}"#)
+        .send()
+        .await
+        .expect("publish");
+    assert_eq!(published.status(), 200);
+
+    terminate(&process.child);
+    stream.next_event().await; // close
+    let mut logs = String::new();
+    let mut stderr = process.child.stderr.take().expect("stderr");
+    tokio::time::timeout(PATIENCE, stderr.read_to_string(&mut logs))
+        .await
+        .expect("the process ends")
+        .expect("stderr");
+    process.child.wait().await.expect("exit");
+
+    assert!(
+        logs.contains("token=[redacted]"),
+        "the access log shows the redaction:\n{logs}"
+    );
+    let signature = bearer.rsplit('.').next().expect("signature");
+    for secret in [ticket.as_str(), bearer.as_str(), signature, SECRET] {
+        assert!(
+            !logs.contains(secret),
+            "{secret} leaked into the logs:\n{logs}"
+        );
+    }
+}

@@ -1,0 +1,254 @@
+//! `openapi.yaml` against the running server: the same routes, and each route
+//! answers its main success and error case as documented.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Value, json};
+use sse_ticket::auth::KeySource;
+use sse_ticket::http::ROUTES;
+
+use crate::helpers::{TestApp, header, spawn_app, spawn_app_with};
+
+fn spec() -> Value {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml"))
+        .expect("openapi.yaml");
+    serde_yaml_ng::from_str(&text).expect("valid YAML")
+}
+
+/// Follows a local `$ref` (`#/components/...`), repeatedly.
+fn resolve<'a>(spec: &'a Value, mut node: &'a Value) -> &'a Value {
+    while let Some(pointer) = node.get("$ref").and_then(Value::as_str) {
+        node = spec
+            .pointer(pointer.trim_start_matches('#'))
+            .unwrap_or_else(|| panic!("dangling $ref {pointer}"));
+    }
+    node
+}
+
+fn documented_routes(spec: &Value) -> BTreeSet<(String, String)> {
+    let mut routes = BTreeSet::new();
+    for (path, item) in spec["paths"].as_object().expect("paths") {
+        for method in item.as_object().expect("path item").keys() {
+            if ["get", "post", "put", "delete", "patch", "head", "options"]
+                .contains(&method.as_str())
+            {
+                routes.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    routes
+}
+
+#[test]
+fn every_route_is_documented_and_every_documented_route_exists() {
+    let documented = documented_routes(&spec());
+    let served: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    assert_eq!(documented, served);
+}
+
+/// One request against the live server and the status it must get.
+struct Case {
+    method: &'static str,
+    path: &'static str,
+    status: u16,
+    response: reqwest::Response,
+}
+
+/// Checks a live response against the operation's documented response.
+async fn check(spec: &Value, case: Case) {
+    let Case {
+        method,
+        path,
+        status,
+        response,
+    } = case;
+    let what = format!("{method} {path} → {status}");
+    assert_eq!(response.status().as_u16(), status, "{what}");
+    let operation = &spec["paths"][path][method.to_lowercase()];
+    let documented = operation["responses"]
+        .get(status.to_string())
+        .unwrap_or_else(|| panic!("{what} is not documented"));
+    let documented = resolve(spec, documented);
+    let content_type = header(&response, "content-type").to_owned();
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    let content = documented["content"]
+        .as_object()
+        .expect("documented content");
+    // Documented media types may carry parameters (`; version=1.0.0`).
+    let schema = content
+        .iter()
+        .find(|(documented, _)| documented.split(';').next().unwrap_or_default().trim() == media)
+        .unwrap_or_else(|| panic!("{what}: content type {media} is not documented"))
+        .1
+        .get("schema")
+        .map(|s| resolve(spec, s));
+    for (name, _) in documented["headers"].as_object().into_iter().flatten() {
+        assert!(
+            response.headers().contains_key(name.as_str()),
+            "{what}: header {name} missing"
+        );
+    }
+    if media != "application/json" {
+        return;
+    }
+    let body: Value = response.json().await.expect("JSON body");
+    let Some(schema) = schema else { return };
+    let parts: Vec<&Value> = match schema.get("allOf") {
+        Some(all) => all
+            .as_array()
+            .expect("allOf")
+            .iter()
+            .map(|s| resolve(spec, s))
+            .collect(),
+        None => vec![schema],
+    };
+    for part in parts {
+        for field in part["required"].as_array().into_iter().flatten() {
+            let field = field.as_str().expect("field name");
+            assert!(
+                body.get(field).is_some(),
+                "{what}: field {field} missing in {body}"
+            );
+        }
+        if let Some(codes) = part.pointer("/properties/error/enum") {
+            let codes = codes.as_array().expect("enum");
+            assert!(
+                codes.contains(&body["error"]),
+                "{what}: code {} not documented",
+                body["error"]
+            );
+        }
+    }
+}
+
+async fn cases(app: &TestApp) -> Vec<Case> {
+    let subscriber = app.token("alice", &["orders/*"], &[]);
+    let publisher = app.token("backend", &[], &["orders/*"]);
+    let get = |path: &str| app.client.get(app.url(path)).send();
+    let ticket = app.ticket(&subscriber, &[]).await;
+    let forbidden = json!({ "topics": ["payments/1"] }).to_string();
+    let event = json!({ "topic": "orders/1", "data": 1 }).to_string();
+    vec![
+        Case {
+            method: "POST",
+            path: "/sse-token",
+            status: 200,
+            response: app.post_sse_token(Some(&subscriber), None).await,
+        },
+        Case {
+            method: "POST",
+            path: "/sse-token",
+            status: 401,
+            response: app.post_sse_token(None, None).await,
+        },
+        Case {
+            method: "POST",
+            path: "/sse-token",
+            status: 403,
+            response: app
+                .post_sse_token(Some(&subscriber), Some(&forbidden))
+                .await,
+        },
+        Case {
+            method: "GET",
+            path: "/stream",
+            status: 200,
+            response: app.get_stream(&ticket).await,
+        },
+        Case {
+            method: "GET",
+            path: "/stream",
+            status: 401,
+            response: app.get_stream(&ticket).await,
+        },
+        Case {
+            method: "POST",
+            path: "/publish",
+            status: 200,
+            response: app.post_publish(Some(&publisher), &event).await,
+        },
+        Case {
+            method: "POST",
+            path: "/publish",
+            status: 403,
+            response: app.post_publish(Some(&subscriber), &event).await,
+        },
+        Case {
+            method: "POST",
+            path: "/publish",
+            status: 400,
+            response: app.post_publish(Some(&publisher), "{}").await,
+        },
+        Case {
+            method: "GET",
+            path: "/healthz",
+            status: 200,
+            response: get("/healthz").await.expect("healthz"),
+        },
+        Case {
+            method: "GET",
+            path: "/readyz",
+            status: 200,
+            response: get("/readyz").await.expect("readyz"),
+        },
+        Case {
+            method: "GET",
+            path: "/metrics",
+            status: 200,
+            response: get("/metrics").await.expect("metrics"),
+        },
+        Case {
+            method: "GET",
+            path: "/openapi.yaml",
+            status: 200,
+            response: get("/openapi.yaml").await.expect("openapi"),
+        },
+    ]
+}
+
+#[tokio::test]
+async fn every_route_answers_as_documented() {
+    let spec = spec();
+    let app = spawn_app().await;
+    let mut covered = BTreeSet::new();
+    for case in cases(&app).await {
+        covered.insert((case.method.to_owned(), case.path.to_owned()));
+        check(&spec, case).await;
+    }
+
+    // Readiness failing: keys from an identity provider that does not answer.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+    let url = format!("http://{}/jwks.json", closed.local_addr().expect("addr"));
+    drop(closed);
+    let unready = spawn_app_with(|c| c.keys = KeySource::JwksUrl(url.parse().expect("url"))).await;
+    let response = unready
+        .client
+        .get(unready.url("/readyz"))
+        .send()
+        .await
+        .expect("readyz");
+    check(
+        &spec,
+        Case {
+            method: "GET",
+            path: "/readyz",
+            status: 503,
+            response,
+        },
+    )
+    .await;
+
+    let served: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    assert_eq!(covered, served, "every route has a case");
+}
