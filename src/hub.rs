@@ -239,10 +239,19 @@ impl Hub {
             ByteString::from(data),
             self.clock.now(),
         ));
-        let delivered = self.broker.publish(event).await?;
+        let fanout = self.broker.publish(event).await?;
         self.metrics.events_published.inc();
-        self.metrics.events_delivered.inc_by(delivered as u64);
-        tracing::debug!(%id, delivered, "event published");
+        self.metrics
+            .events_delivered
+            .inc_by(fanout.delivered as u64);
+        if fanout.detached > 0 {
+            self.metrics.streams_lagging.inc_by(fanout.detached as u64);
+            tracing::warn!(
+                streams = fanout.detached,
+                "streams fell too far behind and were detached"
+            );
+        }
+        tracing::debug!(%id, delivered = fanout.delivered, "event published");
         Ok(id)
     }
 

@@ -52,6 +52,8 @@ pub struct Metrics {
     pub streams_open: Gauge,
     /// Streams closed, by reason.
     pub streams_closed: Family<CloseLabels, Counter>,
+    /// Streams detached from the broker for falling too far behind.
+    pub streams_lagging: Counter,
     /// Events accepted by `/publish`.
     pub events_published: Counter,
     /// Events queued to a stream (one per stream per event).
@@ -71,6 +73,7 @@ impl Metrics {
         let tickets_outstanding = Gauge::default();
         let streams_open = Gauge::default();
         let streams_closed = Family::<CloseLabels, Counter>::default();
+        let streams_lagging = Counter::default();
         let events_published = Counter::default();
         let events_delivered = Counter::default();
         let request_duration = Family::<RequestLabels, Histogram>::new_with_constructor(
@@ -108,6 +111,11 @@ impl Metrics {
             streams_closed.clone(),
         );
         registry.register(
+            "streams_lagging",
+            "Event streams detached for falling too far behind (they end with reason lagging)",
+            streams_lagging.clone(),
+        );
+        registry.register(
             "events_published",
             "Events accepted by /publish",
             events_published.clone(),
@@ -131,6 +139,7 @@ impl Metrics {
             tickets_outstanding,
             streams_open,
             streams_closed,
+            streams_lagging,
             events_published,
             events_delivered,
             request_duration,

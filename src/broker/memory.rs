@@ -9,7 +9,7 @@ use dashmap::DashMap;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
-use super::{Broker, BrokerError, Detached, Event, Subscription};
+use super::{Broker, BrokerError, Detached, Event, Fanout, Subscription};
 use crate::auth::{TopicPattern, minimal_cover};
 
 /// Events one stream may have queued before it counts as lagging and is
@@ -94,7 +94,7 @@ impl Drop for Unsubscribe {
 
 #[async_trait::async_trait]
 impl Broker for MemoryBroker {
-    async fn publish(&self, event: Arc<Event>) -> Result<usize, BrokerError> {
+    async fn publish(&self, event: Arc<Event>) -> Result<Fanout, BrokerError> {
         let mut delivered = 0;
         let mut lagging = Vec::new();
         let mut offer = |subs: &HashMap<SubscriberId, Subscriber>| {
@@ -117,11 +117,15 @@ impl Broker for MemoryBroker {
         }
         // Detach outside the index's locks: dropping every sender of a lagging
         // stream ends it once it has drained what it already holds.
+        let detached = lagging.len();
         for (id, sub) in lagging {
             let _ = sub.detached.set(Detached::Lagging);
             self.index.remove(id, &sub.patterns);
         }
-        Ok(delivered)
+        Ok(Fanout {
+            delivered,
+            detached,
+        })
     }
 
     async fn subscribe(&self, patterns: &[TopicPattern]) -> Result<Subscription, BrokerError> {
@@ -188,7 +192,11 @@ mod tests {
             .await
             .expect("sub");
         assert_eq!(
-            broker.publish(event("orders/42")).await.expect("publish"),
+            broker
+                .publish(event("orders/42"))
+                .await
+                .expect("publish")
+                .delivered,
             1
         );
         assert_eq!(
@@ -209,7 +217,14 @@ mod tests {
         drop(sub);
         assert!(broker.index.exact.is_empty());
         assert!(broker.index.prefix.is_empty());
-        assert_eq!(broker.publish(event("a/b")).await.expect("publish"), 0);
+        assert_eq!(
+            broker
+                .publish(event("a/b"))
+                .await
+                .expect("publish")
+                .delivered,
+            0
+        );
     }
 
     #[tokio::test]
@@ -221,7 +236,14 @@ mod tests {
             broker.publish(event("t")).await.expect("publish");
             fast.recv().await.expect("fast keeps up");
         }
-        assert_eq!(broker.publish(event("t")).await.expect("publish"), 1);
+        let fanout = broker.publish(event("t")).await.expect("publish");
+        assert_eq!(
+            fanout,
+            Fanout {
+                delivered: 1,
+                detached: 1
+            }
+        );
         assert_eq!(slow.detached(), Some(Detached::Lagging));
         let mut drained = 0;
         while slow.recv().await.is_some() {

@@ -107,6 +107,15 @@ impl std::fmt::Debug for Subscription {
     }
 }
 
+/// What a publish did locally.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Fanout {
+    /// Subscriptions the event was queued for.
+    pub delivered: usize,
+    /// Subscriptions detached because their queue was full.
+    pub detached: usize,
+}
+
 /// Why an event could not be handed to the broker.
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -118,9 +127,8 @@ pub enum BrokerError {
 /// Fans events out to subscriptions; the seam for a multi-instance backend.
 #[async_trait::async_trait]
 pub trait Broker: Send + Sync + 'static {
-    /// Delivers `event` to every subscription whose patterns match its topic;
-    /// returns how many local subscriptions it was queued for.
-    async fn publish(&self, event: Arc<Event>) -> Result<usize, BrokerError>;
+    /// Delivers `event` to every subscription whose patterns match its topic.
+    async fn publish(&self, event: Arc<Event>) -> Result<Fanout, BrokerError>;
 
     /// Subscribes to `patterns`; events published after this returns are received.
     async fn subscribe(&self, patterns: &[TopicPattern]) -> Result<Subscription, BrokerError>;

@@ -54,7 +54,7 @@ pub async fn spawn_config(config: Config) -> TestApp {
     TestApp {
         base,
         client: reqwest::Client::builder()
-            .timeout(PATIENCE)
+            .read_timeout(PATIENCE)
             .build()
             .expect("client"),
         clock,

@@ -248,3 +248,50 @@ async fn a_client_that_leaves_frees_its_subscription() {
         1.0
     );
 }
+
+#[tokio::test]
+async fn a_stream_that_stops_reading_is_detached_without_holding_back_the_others() {
+    let app = spawn_app().await;
+    // Opened but not read: its socket, then its queue, fill up.
+    let mut stalled = app.subscribe("stalled", &["t"]).await;
+    let mut reader = app.subscribe("reader", &["t"]).await;
+    let bearer = app.token("publisher", &[], &["*"]);
+    let body = json!({ "topic": "t", "data": "x".repeat(60_000) }).to_string();
+    let mut sent = 0;
+    while app.metric("sse_ticket_streams_lagging_total").await == 0.0 {
+        assert!(sent < 5_000, "the stalled stream was never detached");
+        for _ in 0..50 {
+            let response = app.post_publish(Some(&bearer), &body).await;
+            assert_eq!(
+                response.status(),
+                200,
+                "publishing never waits for a slow stream"
+            );
+            sent += 1;
+            // The reader keeps up and gets every event.
+            assert_eq!(
+                reader.next_event().await.data.map(|d| d.len()),
+                Some(60_002)
+            );
+        }
+    }
+    app.publish("t", None, json!("after")).await;
+    assert_eq!(reader.next_event().await.json(), json!("after"));
+
+    // Once it reads again, the stalled stream gets what was queued, then the
+    // reason it was cut off, and ends: its client reconnects and resumes.
+    let mut drained = 0;
+    let close = loop {
+        let frame = stalled.next_event().await;
+        if frame.event.as_deref() == Some("close") {
+            break frame;
+        }
+        drained += 1;
+    };
+    assert!(
+        drained < sent,
+        "the stalled stream missed events ({drained} of {sent})"
+    );
+    assert_eq!(close.json(), json!({ "reason": "lagging" }));
+    stalled.assert_ends().await;
+}
