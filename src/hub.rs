@@ -122,6 +122,7 @@ impl Hub {
     }
 
     /// Issues a ticket for `claims` to receive `request.topics`.
+    #[tracing::instrument(skip_all, fields(sub = %claims.sub))]
     pub async fn issue_ticket(
         &self,
         claims: &Claims,
@@ -135,7 +136,7 @@ impl Hub {
         };
         let ticket = self.tickets.issue(grant, self.clock.now()).await?;
         self.metrics.tickets_issued.inc();
-        tracing::info!(sub = %ticket.sub(), topics = ?ticket.topics(), "ticket issued");
+        tracing::info!(topics = ?ticket.topics(), "ticket issued");
         Ok(ticket)
     }
 
@@ -176,6 +177,7 @@ impl Hub {
     }
 
     /// Redeems the ticket in `token` and subscribes to its topics.
+    #[tracing::instrument(skip_all)]
     pub async fn open_stream(&self, token: Option<&str>) -> Result<OpenedStream, ApiError> {
         let reject = |reason: &'static str| {
             self.metrics
@@ -204,6 +206,7 @@ impl Hub {
     }
 
     /// Publishes an event for a bearer allowed to; returns its id.
+    #[tracing::instrument(skip_all, fields(sub = %claims.sub, topic = %request.topic))]
     pub async fn publish(
         &self,
         claims: &Claims,

@@ -25,7 +25,7 @@ pub enum TopicError {
 
 /// A concrete topic such as `orders/42`: 1–255 chars of `/`-separated
 /// segments of `[A-Za-z0-9._~:@-]`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct Topic(Arc<str>);
 
@@ -87,7 +87,7 @@ fn validate(raw: &str) -> Result<(), TopicError> {
 }
 
 /// What a subscription or a permission names: one topic, a subtree, or everything.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TopicPattern {
     /// `*`: every topic.
     All,
@@ -146,6 +146,19 @@ impl fmt::Display for TopicPattern {
             Self::Prefix(p) => write!(f, "{p}/*"),
             Self::Exact(t) => write!(f, "{t}"),
         }
+    }
+}
+
+// Debug output (logs, test failures) shows the text a user wrote.
+impl fmt::Debug for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Debug for TopicPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.to_string(), f)
     }
 }
 

@@ -19,7 +19,12 @@ pub async fn access_log(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let method = req.method().clone();
-    let uri = redact(&req.uri().to_string()).into_owned();
+    // Only a query string can carry a ticket.
+    let uri = if req.query_string().is_empty() {
+        req.path().to_owned()
+    } else {
+        redact(&req.uri().to_string()).into_owned()
+    };
     let peer = req
         .peer_addr()
         .map(|a| a.ip().to_string())

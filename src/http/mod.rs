@@ -61,7 +61,10 @@ routes! {
 /// CORS for browser pages on `origins`: the `Authorization` header may be sent
 /// (after a preflight) and the stream may be read cross-origin.
 fn cors(origins: &[String]) -> Cors {
+    // A request from another origin is served without CORS headers (so the
+    // browser withholds the answer) rather than answered with a non-JSON 400.
     let cors = Cors::default()
+        .block_on_origin_mismatch(false)
         .allowed_methods([Method::GET, Method::POST])
         .allowed_headers([
             header::AUTHORIZATION,
