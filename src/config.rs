@@ -65,9 +65,50 @@ pub struct ServeArgs {
     #[arg(long, env = "SSE_TICKET_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
 
+    /// Durable store: `sqlite://<file>` (created if missing) or `postgres://…`.
+    #[arg(long, env = "SSE_TICKET_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+
+    /// How long published events stay replayable (`24h`).
+    #[arg(long, env = "SSE_TICKET_HISTORY_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub history_ttl: Duration,
+
+    /// Replayable events kept per topic; 0 stores none.
+    #[arg(long, env = "SSE_TICKET_HISTORY_MAX_PER_TOPIC", default_value_t = 1000)]
+    pub history_max_per_topic: u32,
+
+    /// How long audit rows are kept (`30d`).
+    #[arg(long, env = "SSE_TICKET_AUDIT_TTL", default_value = "30d", value_parser = humantime::parse_duration)]
+    pub audit_ttl: Duration,
+
     /// Log format.
     #[arg(long, env = "SSE_TICKET_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
+}
+
+/// The durable store used when none is configured: a SQLite file in the
+/// working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://sse-ticket.db";
+
+/// What is kept for replay and audit, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// How long published events stay replayable.
+    pub history_ttl: Duration,
+    /// Replayable events kept per topic; 0 stores none.
+    pub history_max_per_topic: u32,
+    /// How long audit rows are kept.
+    pub audit_ttl: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            history_ttl: Duration::from_secs(24 * 3600),
+            history_max_per_topic: 1000,
+            audit_ttl: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
 }
 
 /// How log lines are written.
@@ -122,6 +163,10 @@ pub struct Config {
     pub heartbeat: Duration,
     /// Origins allowed cross-origin (`*` for any).
     pub cors_origins: Vec<String>,
+    /// Durable store URL.
+    pub database_url: String,
+    /// History and audit retention.
+    pub retention: Retention,
     /// Log format.
     pub log_format: LogFormat,
     /// Whether `--dev` was given (the secret in `keys` was generated or given).
@@ -142,6 +187,8 @@ impl Config {
             },
             heartbeat: Duration::from_secs(15),
             cors_origins: Vec::new(),
+            database_url: DEFAULT_DATABASE_URL.into(),
+            retention: Retention::default(),
             log_format: LogFormat::Pretty,
             dev: false,
         }
@@ -200,8 +247,42 @@ impl Config {
                 .filter(|o| !o.is_empty())
                 .map(origin)
                 .collect::<Result<_, _>>()?,
+            database_url: database_url(args.database_url)?,
+            retention: Retention {
+                history_ttl: positive_long("SSE_TICKET_HISTORY_TTL", args.history_ttl)?,
+                history_max_per_topic: args.history_max_per_topic,
+                audit_ttl: positive_long("SSE_TICKET_AUDIT_TTL", args.audit_ttl)?,
+            },
             log_format: args.log_format,
             dev: args.dev,
+        })
+    }
+}
+
+/// Longest retention accepted (ten years).
+const MAX_RETENTION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+fn positive_long(name: &'static str, value: Duration) -> Result<Duration, ConfigError> {
+    if value.is_zero() || value > MAX_RETENTION {
+        return Err(ConfigError::Invalid {
+            name,
+            problem: "must be longer than zero and at most 10 years".into(),
+        });
+    }
+    Ok(value)
+}
+
+fn database_url(url: String) -> Result<String, ConfigError> {
+    let known = ["sqlite:", "postgres://", "postgresql://"];
+    if known.iter().any(|scheme| url.starts_with(scheme)) {
+        Ok(url)
+    } else {
+        Err(ConfigError::Invalid {
+            name: "SSE_TICKET_DATABASE_URL",
+            problem: format!(
+                "must start with sqlite: or postgres:// (got {})",
+                crate::db::redact_url(&url)
+            ),
         })
     }
 }

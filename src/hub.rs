@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::auth::{Claims, Topic, TopicPattern, Verifier};
 use crate::broker::{Broker, DEFAULT_EVENT_TYPE, Event, RESERVED_EVENT_TYPES, Subscription};
 use crate::clock::SharedClock;
+use crate::db::{BatchWriter, Database, Replay, StoredEvent};
 use crate::http::error::ApiError;
 use crate::metrics::{Metrics, RejectLabels};
 use crate::ticket::{Grant, RedeemError, Ticket, TicketId, TicketStore};
@@ -23,6 +24,9 @@ pub const MAX_EVENT_DATA: usize = 64 * 1024;
 pub const MAX_TOPICS_PER_TICKET: usize = 64;
 /// Longest event type.
 pub const MAX_EVENT_TYPE_LEN: usize = 64;
+/// Most events one resume replays; a client further behind gets the newest
+/// ones and `event: reset`.
+pub const MAX_REPLAY: usize = 10_000;
 
 /// Stream settings the HTTP layer needs.
 #[derive(Debug, Clone, Copy)]
@@ -68,6 +72,10 @@ pub struct OpenedStream {
     pub ticket: Ticket,
     /// Events for the ticket's topics.
     pub subscription: Subscription,
+    /// What history holds after the resume point, when the client resumes.
+    pub replay: Option<Replay>,
+    /// When the subscription went live.
+    pub subscribed_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// The service's domain operations, over the parts the server wires in.
@@ -79,6 +87,9 @@ pub struct Hub {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) streams: StreamSettings,
     pub(crate) shutdown: CancellationToken,
+    pub(crate) db: Database,
+    /// Where published events are stored for replay; `None` keeps no history.
+    pub(crate) history: Option<BatchWriter<StoredEvent>>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -176,9 +187,24 @@ impl Hub {
         Ok(topics)
     }
 
-    /// Redeems the ticket in `token` and subscribes to its topics.
+    /// Redeems the ticket in `token`, subscribes to its topics and, when the
+    /// client resumes after `last_event_id`, reads what history holds since.
     #[tracing::instrument(skip_all)]
-    pub async fn open_stream(&self, token: Option<&str>) -> Result<OpenedStream, ApiError> {
+    pub async fn open_stream(
+        &self,
+        token: Option<&str>,
+        last_event_id: Option<&str>,
+    ) -> Result<OpenedStream, ApiError> {
+        // Checked first, so that a malformed id spends no ticket.
+        let resume_after = last_event_id
+            .map(|raw| {
+                Uuid::try_parse(raw.trim()).map_err(|_| {
+                    ApiError::InvalidQuery(
+                        "Last-Event-ID / lastEventId must be an event id (a UUID)".into(),
+                    )
+                })
+            })
+            .transpose()?;
         let reject = |reason: &'static str| {
             self.metrics
                 .tickets_rejected
@@ -196,13 +222,35 @@ impl Hub {
             Err(RedeemError::Expired) => return Err(reject("expired")),
             Err(RedeemError::Unavailable(cause)) => return Err(ApiError::Unavailable(cause)),
         };
+        // Subscribe before reading history: an event published meanwhile is
+        // then in one or both, never in neither.
         let subscription = self.broker.subscribe(ticket.topics()).await?;
+        let subscribed_at = self.clock.now();
+        let replay = match resume_after {
+            None => None,
+            Some(after) => Some(self.replay(ticket.topics(), after).await?),
+        };
         self.metrics.tickets_redeemed.inc();
-        tracing::info!(sub = %ticket.sub(), topics = ?ticket.topics(), "ticket redeemed, stream open");
+        tracing::info!(sub = %ticket.sub(), topics = ?ticket.topics(), resumed = replay.is_some(), "ticket redeemed, stream open");
         Ok(OpenedStream {
             ticket,
             subscription,
+            replay,
+            subscribed_at,
         })
+    }
+
+    async fn replay(&self, topics: &[TopicPattern], after: Uuid) -> Result<Replay, ApiError> {
+        if self.history.is_none() {
+            return Ok(Replay {
+                events: Vec::new(),
+                gap: true,
+            });
+        }
+        self.db
+            .replay(topics, after, MAX_REPLAY)
+            .await
+            .map_err(|e| ApiError::Unavailable(e.to_string()))
     }
 
     /// Publishes an event for a bearer allowed to; returns its id.
@@ -242,6 +290,12 @@ impl Hub {
             ByteString::from(data),
             self.clock.now(),
         ));
+        // Stored before anyone receives it, so a client that saw it can resume after it.
+        if let Some(history) = &self.history {
+            history.write(event.to_stored()).await.map_err(|e| {
+                ApiError::Unavailable(format!("the event could not be stored: {e}"))
+            })?;
+        }
         let fanout = self.broker.publish(event).await?;
         self.metrics.events_published.inc();
         self.metrics
@@ -267,9 +321,17 @@ impl Hub {
         };
         vec![
             ("keys", keys),
+            ("database", self.db.ping().await.map_err(|e| e.to_string())),
             ("tickets", self.tickets.ping().await),
             ("broker", self.broker.ping().await),
         ]
+    }
+
+    /// Waits until every queued database write is done (at shutdown).
+    pub async fn flush(&self) {
+        if let Some(history) = &self.history {
+            history.flush().await;
+        }
     }
 
     /// Refreshes gauges that are read from the backends, before a scrape.

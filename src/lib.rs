@@ -10,6 +10,7 @@ pub mod broker;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod db;
 pub mod http;
 pub mod hub;
 pub mod metrics;

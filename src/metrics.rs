@@ -56,6 +56,8 @@ pub struct Metrics {
     pub streams_lagging: Counter,
     /// Events accepted by `/publish`.
     pub events_published: Counter,
+    /// Events deleted from history by retention.
+    pub events_pruned: Counter,
     /// Events queued to a stream (one per stream per event).
     pub events_delivered: Counter<u64, AtomicU64>,
     /// Request latency until the response head.
@@ -76,6 +78,7 @@ impl Metrics {
         let streams_lagging = Counter::default();
         let events_published = Counter::default();
         let events_delivered = Counter::default();
+        let events_pruned = Counter::default();
         let request_duration = Family::<RequestLabels, Histogram>::new_with_constructor(
             (|| Histogram::new(exponential_buckets(0.000_1, 2.5, 12))) as fn() -> Histogram,
         );
@@ -126,6 +129,11 @@ impl Metrics {
             events_delivered.clone(),
         );
         registry.register(
+            "events_pruned",
+            "Events deleted from history by retention",
+            events_pruned.clone(),
+        );
+        registry.register(
             "http_request_duration_seconds",
             "HTTP request latency until the response head",
             request_duration.clone(),
@@ -142,6 +150,7 @@ impl Metrics {
             streams_lagging,
             events_published,
             events_delivered,
+            events_pruned,
             request_duration,
         }
     }

@@ -11,7 +11,8 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::{KeyError, Verifier};
 use crate::broker::MemoryBroker;
 use crate::clock::SharedClock;
-use crate::config::Config;
+use crate::config::{Config, Retention};
+use crate::db::{BatchWriter, Database, DbError, StoredEvent};
 use crate::http;
 use crate::hub::{Hub, StreamSettings};
 use crate::metrics::Metrics;
@@ -22,6 +23,10 @@ use crate::ticket::{MemoryStore, TicketStore, run_sweeper};
 pub const STREAM_RETRY: Duration = Duration::from_secs(3);
 /// How long a graceful shutdown waits for requests in flight.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 5;
+/// Events waiting to be stored, beyond which `/publish` waits.
+const HISTORY_QUEUE: usize = 4096;
+/// How often retention is enforced, in clock time.
+const PRUNE_INTERVAL: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 /// How often an unreachable JWKS is retried after start-up.
 const JWKS_RETRY: Duration = Duration::from_secs(5);
 
@@ -31,6 +36,9 @@ pub enum StartError {
     /// A configured key cannot be used.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// The database cannot be opened or migrated.
+    #[error(transparent)]
+    Database(#[from] DbError),
     /// The listen address cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -46,6 +54,7 @@ pub struct Server {
     addr: SocketAddr,
     server: actix_web::dev::Server,
     stopper: Stopper,
+    hub: web::Data<Hub>,
 }
 
 /// Stops a running [`Server`] gracefully: streams get `event: close` with
@@ -86,6 +95,24 @@ impl Server {
             },
         ));
 
+        let db = Database::open(&config.database_url).await?;
+        let history = (config.retention.history_max_per_topic > 0).then(|| {
+            let writer_db = db.clone();
+            let (writer, _task) =
+                BatchWriter::spawn(HISTORY_QUEUE, move |events: Vec<StoredEvent>| {
+                    let db = writer_db.clone();
+                    async move { db.insert_events(&events).await }
+                });
+            writer
+        });
+        tokio::spawn(run_pruner(
+            db.clone(),
+            config.retention,
+            clock.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        ));
+
         let hub = web::Data::new(Hub {
             verifier,
             tickets,
@@ -97,6 +124,8 @@ impl Server {
                 retry: STREAM_RETRY,
             },
             shutdown: shutdown.clone(),
+            db,
+            history,
         });
         spawn_key_warm_up(hub.clone(), shutdown.clone());
 
@@ -109,6 +138,7 @@ impl Server {
             source,
         })?;
         let origins = config.cors_origins.clone();
+        let flush_hub = hub.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(hub.clone())
@@ -133,6 +163,7 @@ impl Server {
             addr,
             server,
             stopper,
+            hub: flush_hub,
         })
     }
 
@@ -150,7 +181,44 @@ impl Server {
     pub async fn run(self) -> std::io::Result<()> {
         let result = self.server.await;
         self.stopper.shutdown.cancel();
+        // Nothing accepted before the stop is lost.
+        self.hub.flush().await;
         result
+    }
+}
+
+/// Deletes history and audit rows past their retention, once a minute of
+/// clock time.
+async fn run_pruner(
+    db: Database,
+    retention: Retention,
+    clock: SharedClock,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    let ttl = |d: Duration| chrono::TimeDelta::from_std(d).unwrap_or(chrono::TimeDelta::MAX);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = clock.sleep_until(clock.now() + PRUNE_INTERVAL) => {}
+        }
+        let now = clock.now();
+        let horizon = |keep| now.checked_sub_signed(ttl(keep)).unwrap_or(now);
+        match db
+            .prune_events(
+                horizon(retention.history_ttl),
+                retention.history_max_per_topic,
+            )
+            .await
+        {
+            Ok(pruned) => {
+                metrics.events_pruned.inc_by(pruned);
+            }
+            Err(error) => tracing::warn!(%error, "pruning the event history failed"),
+        }
+        if let Err(error) = db.prune_audit(horizon(retention.audit_ttl)).await {
+            tracing::warn!(%error, "pruning the audit trail failed");
+        }
     }
 }
 

@@ -26,6 +26,7 @@ pub struct Event {
     id: Uuid,
     topic: Topic,
     kind: ByteString,
+    data: ByteString,
     published_at: DateTime<Utc>,
     frame: sse::Data,
 }
@@ -40,7 +41,7 @@ impl Event {
         published_at: DateTime<Utc>,
     ) -> Self {
         let kind = ByteString::from(kind);
-        let mut frame = sse::Data::new(data).id(id.hyphenated().to_string());
+        let mut frame = sse::Data::new(data.clone()).id(id.hyphenated().to_string());
         if kind != DEFAULT_EVENT_TYPE {
             frame.set_event(kind.clone());
         }
@@ -48,6 +49,7 @@ impl Event {
             id,
             topic,
             kind,
+            data,
             published_at,
             frame,
         }
@@ -69,6 +71,33 @@ impl Event {
     pub fn published_at(&self) -> DateTime<Utc> {
         self.published_at
     }
+    /// The event as history stores it.
+    pub fn to_stored(&self) -> crate::db::StoredEvent {
+        crate::db::StoredEvent {
+            id: self.id,
+            topic: self.topic.as_str().to_owned(),
+            kind: self.kind.to_string(),
+            data: self.frame_data().to_string(),
+            published_at: self.published_at,
+        }
+    }
+
+    /// An event read back from history; `None` if the row is not a valid event.
+    pub fn from_stored(stored: crate::db::StoredEvent) -> Option<Self> {
+        let topic = Topic::parse(&stored.topic).ok()?;
+        Some(Self::new(
+            stored.id,
+            topic,
+            &stored.kind,
+            stored.data.into(),
+            stored.published_at,
+        ))
+    }
+
+    fn frame_data(&self) -> &ByteString {
+        &self.data
+    }
+
     /// The SSE frame: a handle onto the shared, already-serialized payload.
     pub fn frame(&self) -> sse::Data {
         self.frame.clone()

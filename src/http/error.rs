@@ -39,6 +39,9 @@ pub enum ApiError {
     /// The body is not what the endpoint takes.
     #[error("{0}")]
     InvalidBody(String),
+    /// A query parameter or header is malformed.
+    #[error("{0}")]
+    InvalidQuery(String),
     /// The body or its data is too large.
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -73,6 +76,7 @@ impl ApiError {
             Self::ForbiddenTopic(_) => "forbidden_topic",
             Self::InvalidTopic(_) => "invalid_topic",
             Self::InvalidBody(_) => "invalid_body",
+            Self::InvalidQuery(_) => "invalid_query",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::TooManyTickets { .. } => "too_many_tickets",
             Self::InvalidTicket => "invalid_ticket",
@@ -105,7 +109,9 @@ impl ResponseError for ApiError {
             | Self::TokenRevoked
             | Self::InvalidTicket => StatusCode::UNAUTHORIZED,
             Self::ForbiddenTopic(_) => StatusCode::FORBIDDEN,
-            Self::InvalidTopic(_) | Self::InvalidBody(_) => StatusCode::BAD_REQUEST,
+            Self::InvalidTopic(_) | Self::InvalidBody(_) | Self::InvalidQuery(_) => {
+                StatusCode::BAD_REQUEST
+            }
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TooManyTickets { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

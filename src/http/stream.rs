@@ -4,12 +4,17 @@
 //! published, with `: ping` while idle. It ends with `event: close` when the
 //! bearer token behind the ticket expires, when the stream falls too far
 //! behind, or at shutdown; or silently when the client leaves.
+//!
+//! A client that resumes (`Last-Event-ID` header or `lastEventId` parameter)
+//! gets, after `ready`, the retained events it missed (preceded by
+//! `event: reset` when some may be lost), then live ones, none twice.
 
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::Responder;
 use actix_web::web::{Data, Query};
+use actix_web::{HttpRequest, Responder};
 use actix_web_lab::sse;
 use futures_util::future::BoxFuture;
 use futures_util::stream::{self, Stream};
@@ -19,21 +24,43 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::error::ApiError;
-use crate::broker::{Detached, Subscription};
+use crate::broker::{Detached, Event, Subscription};
 use crate::hub::{Hub, OpenedStream};
 use crate::metrics::{CloseLabels, Metrics};
 
+/// How long after subscribing a replayed event may still arrive live too: a
+/// publish stores its event, then fans it out, within this window.
+const DEDUPE_WINDOW: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
+
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub(crate) struct StreamQuery {
     token: Option<String>,
+    last_event_id: Option<String>,
 }
 
 pub(crate) async fn open(
     hub: Data<Hub>,
+    req: HttpRequest,
     query: Result<Query<StreamQuery>, actix_web::Error>,
 ) -> Result<impl Responder, ApiError> {
-    let token = query.ok().and_then(|q| q.into_inner().token);
-    let opened = hub.open_stream(token.as_deref()).await?;
+    let query = query.ok().map(Query::into_inner);
+    let (token, from_query) = query.map_or((None, None), |q| (q.token, q.last_event_id));
+    // The header is what a browser's own reconnect sends; the parameter is
+    // how a new EventSource asks.
+    let last_event_id = match req.headers().get("last-event-id") {
+        Some(value) => Some(
+            value
+                .to_str()
+                .map_err(|_| ApiError::InvalidQuery("Last-Event-ID is not text".into()))?
+                .to_owned(),
+        ),
+        None => from_query,
+    }
+    .filter(|id| !id.trim().is_empty());
+    let opened = hub
+        .open_stream(token.as_deref(), last_event_id.as_deref())
+        .await?;
     let settings = hub.stream_settings();
     let events = events(&hub, opened, settings.heartbeat);
     Ok(sse::Sse::from_infallible_stream(events)
@@ -78,12 +105,15 @@ impl Drop for OpenStreamGuard {
 }
 
 enum State {
-    Ready(Box<Live>, sse::Event),
     Live(Box<Live>),
     Done,
 }
 
 struct Live {
+    /// Frames to send before live events: `ready`, then any replay.
+    pending: VecDeque<sse::Event>,
+    /// Replayed events that may still arrive live, to skip them then.
+    replayed: HashSet<uuid::Uuid>,
     subscription: Subscription,
     bearer_expired: BoxFuture<'static, ()>,
     shutdown: std::pin::Pin<Box<WaitForCancellationFutureOwned>>,
@@ -95,12 +125,27 @@ struct Live {
 impl Live {
     /// The next frame, or the reason to close.
     async fn next(&mut self) -> Result<sse::Event, CloseReason> {
-        tokio::select! {
+        if let Some(frame) = self.pending.pop_front() {
+            return Ok(frame);
+        }
+        loop {
+            if let Some(next) = self.next_live().await {
+                return next;
+            }
+        }
+    }
+
+    /// The next live frame; `None` for an event already sent by the replay.
+    async fn next_live(&mut self) -> Option<Result<sse::Event, CloseReason>> {
+        Some(tokio::select! {
             biased;
             () = &mut self.shutdown => Err(CloseReason::Shutdown),
             () = &mut self.bearer_expired => Err(CloseReason::TokenExpired),
             event = self.subscription.recv() => match event {
                 Some(event) => {
+                    if !self.replayed.is_empty() && self.replayed.remove(&event.id()) {
+                        return None;
+                    }
                     self.heartbeat.as_mut().reset(Instant::now() + self.period);
                     Ok(event.frame().into())
                 }
@@ -112,7 +157,7 @@ impl Live {
                 self.heartbeat.as_mut().reset(Instant::now() + self.period);
                 Ok(sse::Event::Comment("ping".into()))
             }
-        }
+        })
     }
 }
 
@@ -124,14 +169,38 @@ fn events(
     let OpenedStream {
         ticket,
         subscription,
+        replay,
+        subscribed_at,
     } = opened;
     let metrics = hub.metrics_handle();
     metrics.streams_open.inc();
-    let ready =
+    let mut pending = VecDeque::new();
+    pending.push_back(
         sse::Data::new(json!({ "sub": ticket.sub(), "topics": ticket.topics() }).to_string())
             .event("ready")
-            .into();
+            .into(),
+    );
+    let mut replayed = HashSet::new();
+    if let Some(replay) = replay {
+        if replay.gap {
+            pending.push_back(
+                sse::Data::new(json!({ "reason": "history_gap" }).to_string())
+                    .event("reset")
+                    .into(),
+            );
+        }
+        for stored in replay.events {
+            if stored.published_at >= subscribed_at - DEDUPE_WINDOW {
+                replayed.insert(stored.id);
+            }
+            if let Some(event) = Event::from_stored(stored) {
+                pending.push_back(event.frame().into());
+            }
+        }
+    }
     let live = Live {
+        pending,
+        replayed,
         subscription,
         bearer_expired: hub.clock().sleep_until(ticket.bearer_exp()),
         shutdown: Box::pin(hub.shutdown().clone().cancelled_owned()),
@@ -142,9 +211,8 @@ fn events(
             reason: None,
         },
     };
-    stream::unfold(State::Ready(Box::new(live), ready), |state| async move {
+    stream::unfold(State::Live(Box::new(live)), |state| async move {
         match state {
-            State::Ready(live, ready) => Some((ready, State::Live(live))),
             State::Live(mut live) => match live.next().await {
                 Ok(frame) => Some((frame, State::Live(live))),
                 Err(reason) => {

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::helpers::{PATIENCE, SECRET, SseStream, spawn_app};
+use crate::helpers::{PATIENCE, SECRET, SseStream, fresh_database_url, spawn_app};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sse-ticket");
 
@@ -149,6 +149,7 @@ async fn serve(args: &[&str], env: &[(&str, &str)]) -> Process {
     all.extend_from_slice(args);
     let mut command = sse_ticket(&all);
     command
+        .env("SSE_TICKET_DATABASE_URL", fresh_database_url().await)
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -333,7 +334,10 @@ async fn no_ticket_and_no_bearer_token_reaches_the_logs() {
         .expect("reuse");
     assert_eq!(reused.status(), 401);
     let jwt_in_url = client
-        .get(format!("{base}/stream?lastEventId=1&token={bearer}"))
+        .get(format!(
+            "{base}/stream?lastEventId={}&token={bearer}",
+            uuid::Uuid::now_v7()
+        ))
         .send()
         .await
         .expect("jwt");

@@ -25,6 +25,34 @@ pub struct TestApp {
     stopper: Stopper,
 }
 
+/// A fresh, empty database for one test: a SQLite file by default, or a new
+/// schema in the Postgres named by `SSE_TICKET_TEST_POSTGRES_URL`.
+pub async fn fresh_database_url() -> String {
+    match std::env::var("SSE_TICKET_TEST_POSTGRES_URL") {
+        Ok(base) if !base.is_empty() => {
+            use sqlx::Connection as _;
+            let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+            let mut conn = sqlx::PgConnection::connect(&base)
+                .await
+                .expect("the test Postgres answers");
+            sqlx::query(&format!("CREATE SCHEMA {schema}"))
+                .execute(&mut conn)
+                .await
+                .expect("create the test schema");
+            let separator = if base.contains('?') { '&' } else { '?' };
+            format!("{base}{separator}options=-c%20search_path%3D{schema}")
+        }
+        _ => {
+            let dir = std::env::temp_dir().join("sse-ticket-tests");
+            std::fs::create_dir_all(&dir).expect("temp dir");
+            format!(
+                "sqlite://{}",
+                dir.join(format!("{}.db", uuid::Uuid::new_v4())).display()
+            )
+        }
+    }
+}
+
 /// Starts a server with an HMAC secret, a manual clock and default settings.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
@@ -34,17 +62,26 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = Config::new(KeySource::Secret(SECRET.into()));
     config.bind = "127.0.0.1:0".into();
+    config.database_url = fresh_database_url().await;
     tweak(&mut config);
     spawn_config(config).await
 }
 
 /// Starts a server with exactly `config` (its bind address should be port 0).
 pub async fn spawn_config(config: Config) -> TestApp {
+    spawn_config_with_clock(config, ManualClock::default()).await
+}
+
+/// Starts a server with exactly `config` on `clock` (to restart on the same time line).
+pub async fn spawn_config_with_clock(mut config: Config, clock: ManualClock) -> TestApp {
+    // Never the working directory's database.
+    if config.database_url == sse_ticket::config::DEFAULT_DATABASE_URL {
+        config.database_url = fresh_database_url().await;
+    }
     let secret = match &config.keys {
         KeySource::Secret(secret) => secret.clone(),
         _ => SECRET.into(),
     };
-    let clock = ManualClock::default();
     let server = sse_ticket::run_with_clock(config, std::sync::Arc::new(clock.clone()))
         .await
         .expect("the server starts");
@@ -221,6 +258,25 @@ impl TestApp {
     pub async fn wait_for_metric(&self, sample: &str, want: f64) {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
+            let got = self.metric(sample).await;
+            if got == want {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{sample} stayed at {got}, wanted {want}"
+            );
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Moves the clock forward by `step` until `sample` reads `want`: for work
+    /// that background tasks do on clock deadlines, whose exact instant a
+    /// test cannot know.
+    pub async fn advance_until_metric(&self, step: Duration, sample: &str, want: f64) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            self.advance(step);
             let got = self.metric(sample).await;
             if got == want {
                 return;

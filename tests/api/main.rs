@@ -7,5 +7,6 @@ mod helpers;
 mod openapi;
 mod ops;
 mod publish;
+mod resume;
 mod sse_token;
 mod stream;

@@ -24,7 +24,7 @@ async fn readyz_names_every_backend() {
     assert_eq!(json["status"], "ready");
     assert_eq!(
         json["backends"],
-        json!({ "keys": "ok", "tickets": "ok", "broker": "ok" })
+        json!({ "keys": "ok", "database": "ok", "tickets": "ok", "broker": "ok" })
     );
 }
 

@@ -1,0 +1,161 @@
+//! The audit trail: one row per ticket issued, redeemed or rejected, and per
+//! revocation. Never the ticket itself: a short fingerprint of it.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::Row as _;
+
+use super::{Database, DbError, Statement, from_millis, to_millis};
+
+const INSERT_CHUNK: usize = 500;
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditAction {
+    /// A ticket was issued.
+    TicketIssued,
+    /// A ticket opened a stream.
+    TicketRedeemed,
+    /// A ticket was refused at `/stream`.
+    TicketRejected,
+    /// A subject was revoked.
+    Revoked,
+    /// A revocation was lifted.
+    RevocationLifted,
+}
+
+impl AuditAction {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TicketIssued => "ticket_issued",
+            Self::TicketRedeemed => "ticket_redeemed",
+            Self::TicketRejected => "ticket_rejected",
+            Self::Revoked => "revoked",
+            Self::RevocationLifted => "revocation_lifted",
+        }
+    }
+
+    fn parse(raw: &str) -> Option<Self> {
+        [
+            Self::TicketIssued,
+            Self::TicketRedeemed,
+            Self::TicketRejected,
+            Self::Revoked,
+            Self::RevocationLifted,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == raw)
+    }
+}
+
+/// One audit row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditRecord {
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// What happened.
+    pub action: AuditAction,
+    /// Why, for rejections (`malformed`, `unknown`, `expired`).
+    pub reason: Option<String>,
+    /// Whose ticket, or who was revoked.
+    pub sub: Option<String>,
+    /// The client's address.
+    pub client_ip: Option<String>,
+    /// The client's `User-Agent`.
+    pub user_agent: Option<String>,
+    /// The ticket's topics.
+    pub topics: Vec<String>,
+    /// A short hash of the ticket, to correlate rows; never the ticket.
+    pub ticket_fingerprint: Option<String>,
+}
+
+/// Which rows `GET /admin/audit` wants.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// Only this subject's rows.
+    pub sub: Option<String>,
+    /// Only rows at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// At most this many rows.
+    pub limit: u32,
+}
+
+impl Database {
+    /// Stores `records` in one transaction.
+    pub async fn insert_audit(&self, records: &[AuditRecord]) -> Result<(), DbError> {
+        let mut tx = self.pool().begin().await?;
+        for chunk in records.chunks(INSERT_CHUNK) {
+            let mut insert = Statement::new(
+                "INSERT INTO audit (at, action, reason, sub, client_ip, user_agent, topics, ticket_fingerprint) VALUES ",
+            );
+            for (i, r) in chunk.iter().enumerate() {
+                insert
+                    .push(if i == 0 { "(" } else { ", (" })
+                    .int(to_millis(r.at))
+                    .push(", ")
+                    .text(r.action.as_str().to_owned())
+                    .push(", ")
+                    .text(r.reason.clone())
+                    .push(", ")
+                    .text(r.sub.clone())
+                    .push(", ")
+                    .text(r.client_ip.clone())
+                    .push(", ")
+                    .text(r.user_agent.clone())
+                    .push(", ")
+                    .text(serde_json::to_string(&r.topics).unwrap_or_else(|_| "[]".into()))
+                    .push(", ")
+                    .text(r.ticket_fingerprint.clone())
+                    .push(")");
+            }
+            insert.query().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Audit rows matching `query`, newest first.
+    pub async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, DbError> {
+        let mut select = Statement::new(
+            "SELECT at, action, reason, sub, client_ip, user_agent, topics, ticket_fingerprint FROM audit WHERE 1 = 1",
+        );
+        if let Some(sub) = &query.sub {
+            select.push(" AND sub = ").text(sub.clone());
+        }
+        if let Some(since) = query.since {
+            select.push(" AND at >= ").int(to_millis(since));
+        }
+        select
+            .push(" ORDER BY at DESC, seq DESC LIMIT ")
+            .int(i64::from(query.limit));
+        let rows = select.query().fetch_all(self.pool()).await?;
+        rows.iter()
+            .map(|row| {
+                let topics: String = row.try_get("topics")?;
+                let action: String = row.try_get("action")?;
+                Ok(AuditRecord {
+                    at: from_millis(row.try_get("at")?),
+                    action: AuditAction::parse(&action).unwrap_or(AuditAction::TicketRejected),
+                    reason: row.try_get("reason")?,
+                    sub: row.try_get("sub")?,
+                    client_ip: row.try_get("client_ip")?,
+                    user_agent: row.try_get("user_agent")?,
+                    topics: serde_json::from_str(&topics).unwrap_or_default(),
+                    ticket_fingerprint: row.try_get("ticket_fingerprint")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(DbError::from)
+    }
+
+    /// Deletes rows older than `older_than`; returns how many went.
+    pub async fn prune_audit(&self, older_than: DateTime<Utc>) -> Result<u64, DbError> {
+        Ok(sqlx::query("DELETE FROM audit WHERE at < $1")
+            .bind(to_millis(older_than))
+            .execute(self.pool())
+            .await?
+            .rows_affected())
+    }
+}
