@@ -38,6 +38,32 @@ pub struct MintArgs {
     pub audience: Option<String>,
 }
 
+/// Flags of `sse-ticket migrate`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MigrateArgs {
+    /// Durable store: `sqlite://<file>` (created if missing) or `postgres://…`.
+    #[arg(long, env = "SSE_TICKET_DATABASE_URL", default_value = crate::config::DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+}
+
+/// `sse-ticket migrate`: applies pending migrations and exits.
+pub async fn migrate(args: MigrateArgs) -> ExitCode {
+    match crate::db::Database::open(&args.database_url).await {
+        Ok(db) => {
+            db.close().await;
+            println!(
+                "migrations applied to {}",
+                crate::db::redact_url(&args.database_url)
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// `sse-ticket mint`: prints one HS256 token on stdout.
 pub fn mint(args: MintArgs) -> ExitCode {
     let request = MintRequest {

@@ -10,12 +10,16 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::auth::{Claims, Topic, TopicPattern, Verifier};
+use crate::audit::{AuditLog, Client, entry, fingerprint};
+use crate::auth::{Claims, Subject, Topic, TopicPattern, Verifier};
 use crate::broker::{Broker, DEFAULT_EVENT_TYPE, Event, RESERVED_EVENT_TYPES, Subscription};
 use crate::clock::SharedClock;
-use crate::db::{BatchWriter, Database, Replay, StoredEvent};
+use crate::db::{
+    AuditAction, AuditQuery, AuditRecord, BatchWriter, Database, Replay, Revocation, StoredEvent,
+};
 use crate::http::error::ApiError;
 use crate::metrics::{Metrics, RejectLabels};
+use crate::revocation::{Registration, Revocations, StreamRegistry};
 use crate::ticket::{Grant, RedeemError, Ticket, TicketId, TicketStore};
 
 /// Largest serialized `data` of one event.
@@ -76,6 +80,8 @@ pub struct OpenedStream {
     pub replay: Option<Replay>,
     /// When the subscription went live.
     pub subscribed_at: chrono::DateTime<chrono::Utc>,
+    /// Lists the stream under its subject, so a revocation can close it.
+    pub registration: Registration,
 }
 
 /// The service's domain operations, over the parts the server wires in.
@@ -90,6 +96,9 @@ pub struct Hub {
     pub(crate) db: Database,
     /// Where published events are stored for replay; `None` keeps no history.
     pub(crate) history: Option<BatchWriter<StoredEvent>>,
+    pub(crate) revocations: Revocations,
+    pub(crate) streams_by_subject: StreamRegistry,
+    pub(crate) audit: AuditLog,
 }
 
 impl std::fmt::Debug for Hub {
@@ -129,7 +138,11 @@ impl Hub {
 
     /// Verifies a bearer token.
     pub async fn authenticate(&self, bearer: &str) -> Result<Claims, ApiError> {
-        Ok(self.verifier.verify(bearer).await?)
+        let claims = self.verifier.verify(bearer).await?;
+        if self.revocations.refuses(&claims) {
+            return Err(ApiError::TokenRevoked);
+        }
+        Ok(claims)
     }
 
     /// Issues a ticket for `claims` to receive `request.topics`.
@@ -138,6 +151,7 @@ impl Hub {
         &self,
         claims: &Claims,
         request: TicketRequest,
+        client: &Client,
     ) -> Result<Ticket, ApiError> {
         let topics = self.requested_topics(claims, request)?;
         let grant = Grant {
@@ -148,6 +162,12 @@ impl Hub {
         let ticket = self.tickets.issue(grant, self.clock.now()).await?;
         self.metrics.tickets_issued.inc();
         tracing::info!(topics = ?ticket.topics(), "ticket issued");
+        self.audit.record(ticket_entry(
+            AuditAction::TicketIssued,
+            ticket.issued_at(),
+            &ticket,
+            client,
+        ));
         Ok(ticket)
     }
 
@@ -194,6 +214,7 @@ impl Hub {
         &self,
         token: Option<&str>,
         last_event_id: Option<&str>,
+        client: &Client,
     ) -> Result<OpenedStream, ApiError> {
         // Checked first, so that a malformed id spends no ticket.
         let resume_after = last_event_id
@@ -211,6 +232,10 @@ impl Hub {
                 .get_or_create(&RejectLabels { reason })
                 .inc();
             tracing::info!(reason, "ticket refused");
+            let mut record = entry(AuditAction::TicketRejected, self.clock.now(), client);
+            record.reason = Some(reason.to_owned());
+            record.ticket_fingerprint = token.map(fingerprint);
+            self.audit.record(record);
             ApiError::InvalidTicket
         };
         let id = token
@@ -222,6 +247,11 @@ impl Hub {
             Err(RedeemError::Expired) => return Err(reject("expired")),
             Err(RedeemError::Unavailable(cause)) => return Err(ApiError::Unavailable(cause)),
         };
+        // A ticket issued just before its subject was revoked.
+        if self.revocations.predates(ticket.sub(), ticket.issued_at()) {
+            return Err(reject("revoked"));
+        }
+        let registration = self.streams_by_subject.register(ticket.sub().clone());
         // Subscribe before reading history: an event published meanwhile is
         // then in one or both, never in neither.
         let subscription = self.broker.subscribe(ticket.topics()).await?;
@@ -232,11 +262,18 @@ impl Hub {
         };
         self.metrics.tickets_redeemed.inc();
         tracing::info!(sub = %ticket.sub(), topics = ?ticket.topics(), resumed = replay.is_some(), "ticket redeemed, stream open");
+        self.audit.record(ticket_entry(
+            AuditAction::TicketRedeemed,
+            subscribed_at,
+            &ticket,
+            client,
+        ));
         Ok(OpenedStream {
             ticket,
             subscription,
             replay,
             subscribed_at,
+            registration,
         })
     }
 
@@ -332,6 +369,72 @@ impl Hub {
         if let Some(history) = &self.history {
             history.flush().await;
         }
+        self.audit.flush().await;
+    }
+
+    /// Revokes `sub` now: persisted, its outstanding tickets dropped, its
+    /// streams closed. Returns the revocation time.
+    #[tracing::instrument(skip_all, fields(admin = %admin.sub, sub = %sub))]
+    pub async fn revoke(
+        &self,
+        admin: &Claims,
+        sub: Subject,
+        client: &Client,
+    ) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
+        let now = self.clock.now();
+        self.db
+            .upsert_revocation(sub.as_str(), now)
+            .await
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        self.revocations.insert(sub.clone(), now);
+        let tickets = self.tickets.revoke_subject(&sub).await;
+        let streams = self.streams_by_subject.close_subject(&sub);
+        tracing::warn!(tickets, streams, "subject revoked");
+        let mut record = entry(AuditAction::Revoked, now, client);
+        record.sub = Some(sub.to_string());
+        record.reason = Some(format!("by {}", admin.sub));
+        self.audit.record(record);
+        Ok(now)
+    }
+
+    /// Lifts the revocation of `sub`; whether there was one.
+    #[tracing::instrument(skip_all, fields(admin = %admin.sub, sub = %sub))]
+    pub async fn lift_revocation(
+        &self,
+        admin: &Claims,
+        sub: Subject,
+        client: &Client,
+    ) -> Result<bool, ApiError> {
+        let lifted = self
+            .db
+            .delete_revocation(sub.as_str())
+            .await
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        self.revocations.remove(&sub);
+        if lifted {
+            tracing::warn!("revocation lifted");
+            let mut record = entry(AuditAction::RevocationLifted, self.clock.now(), client);
+            record.sub = Some(sub.to_string());
+            record.reason = Some(format!("by {}", admin.sub));
+            self.audit.record(record);
+        }
+        Ok(lifted)
+    }
+
+    /// Every revocation in force.
+    pub async fn list_revocations(&self) -> Result<Vec<Revocation>, ApiError> {
+        self.db
+            .revocations()
+            .await
+            .map_err(|e| ApiError::Unavailable(e.to_string()))
+    }
+
+    /// Audit rows, newest first.
+    pub async fn audit_trail(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, ApiError> {
+        self.db
+            .audit(query)
+            .await
+            .map_err(|e| ApiError::Unavailable(e.to_string()))
     }
 
     /// Refreshes gauges that are read from the backends, before a scrape.
@@ -339,6 +442,20 @@ impl Hub {
         let held = i64::try_from(self.tickets.outstanding().await).unwrap_or(i64::MAX);
         self.metrics.tickets_outstanding.set(held);
     }
+}
+
+/// An audit record about `ticket`.
+fn ticket_entry(
+    action: AuditAction,
+    at: chrono::DateTime<chrono::Utc>,
+    ticket: &Ticket,
+    client: &Client,
+) -> AuditRecord {
+    let mut record = entry(action, at, client);
+    record.sub = Some(ticket.sub().to_string());
+    record.topics = ticket.topics().iter().map(ToString::to_string).collect();
+    record.ticket_fingerprint = Some(fingerprint(&ticket.id().to_string()));
+    record
 }
 
 fn validate_event_type(kind: &str) -> Result<(), ApiError> {

@@ -5,6 +5,7 @@
 //! [`run`] builds the whole service from a [`Config`]; the binary and the
 //! tests both start it that way.
 
+pub mod audit;
 pub mod auth;
 pub mod broker;
 pub mod cli;
@@ -14,6 +15,7 @@ pub mod db;
 pub mod http;
 pub mod hub;
 pub mod metrics;
+pub mod revocation;
 mod server;
 pub mod telemetry;
 pub mod ticket;

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use sse_ticket::cli::{self, MintArgs};
+use sse_ticket::cli::{self, MigrateArgs, MintArgs};
 use sse_ticket::config::ServeArgs;
 
 /// Single-use tickets for authenticated Server-Sent Events.
@@ -20,6 +20,8 @@ enum Command {
     Serve(ServeArgs),
     /// Print an HS256 bearer token signed with SSE_TICKET_JWT_SECRET, for curl and load tests.
     Mint(MintArgs),
+    /// Apply the database migrations and exit (serve applies them too).
+    Migrate(MigrateArgs),
 }
 
 #[tokio::main]
@@ -27,5 +29,6 @@ async fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve(args) => cli::serve(args).await,
         Command::Mint(args) => cli::mint(args),
+        Command::Migrate(args) => cli::migrate(args).await,
     }
 }

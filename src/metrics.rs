@@ -60,6 +60,10 @@ pub struct Metrics {
     pub events_pruned: Counter,
     /// Events queued to a stream (one per stream per event).
     pub events_delivered: Counter<u64, AtomicU64>,
+    /// Audit records not queued because the queue was full.
+    pub audit_records_dropped: Counter,
+    /// Audit batches that failed to write.
+    pub audit_write_failures: Counter,
     /// Request latency until the response head.
     pub request_duration: Family<RequestLabels, Histogram>,
 }
@@ -79,6 +83,8 @@ impl Metrics {
         let events_published = Counter::default();
         let events_delivered = Counter::default();
         let events_pruned = Counter::default();
+        let audit_records_dropped = Counter::default();
+        let audit_write_failures = Counter::default();
         let request_duration = Family::<RequestLabels, Histogram>::new_with_constructor(
             (|| Histogram::new(exponential_buckets(0.000_1, 2.5, 12))) as fn() -> Histogram,
         );
@@ -134,6 +140,16 @@ impl Metrics {
             events_pruned.clone(),
         );
         registry.register(
+            "audit_records_dropped",
+            "Audit records dropped because the write queue was full",
+            audit_records_dropped.clone(),
+        );
+        registry.register(
+            "audit_write_failures",
+            "Audit batches that could not be written",
+            audit_write_failures.clone(),
+        );
+        registry.register(
             "http_request_duration_seconds",
             "HTTP request latency until the response head",
             request_duration.clone(),
@@ -151,6 +167,8 @@ impl Metrics {
             events_published,
             events_delivered,
             events_pruned,
+            audit_records_dropped,
+            audit_write_failures,
             request_duration,
         }
     }

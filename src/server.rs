@@ -8,7 +8,8 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::{KeyError, Verifier};
+use crate::audit::AuditLog;
+use crate::auth::{KeyError, Subject, Verifier};
 use crate::broker::MemoryBroker;
 use crate::clock::SharedClock;
 use crate::config::{Config, Retention};
@@ -16,6 +17,7 @@ use crate::db::{BatchWriter, Database, DbError, StoredEvent};
 use crate::http;
 use crate::hub::{Hub, StreamSettings};
 use crate::metrics::Metrics;
+use crate::revocation::{Revocations, StreamRegistry};
 use crate::ticket::{MemoryStore, TicketStore, run_sweeper};
 
 /// The `retry:` every stream starts with: how long a browser waits before
@@ -113,6 +115,13 @@ impl Server {
             shutdown.clone(),
         ));
 
+        let revocations = Revocations::default();
+        for revocation in db.revocations().await? {
+            if let Ok(sub) = Subject::parse(&revocation.sub) {
+                revocations.insert(sub, revocation.revoked_at);
+            }
+        }
+        let metrics_for_audit = metrics.clone();
         let hub = web::Data::new(Hub {
             verifier,
             tickets,
@@ -124,6 +133,9 @@ impl Server {
                 retry: STREAM_RETRY,
             },
             shutdown: shutdown.clone(),
+            audit: AuditLog::spawn(db.clone(), metrics_for_audit),
+            revocations,
+            streams_by_subject: StreamRegistry::default(),
             db,
             history,
         });

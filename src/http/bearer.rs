@@ -7,6 +7,7 @@ use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
 
 use super::error::ApiError;
+use crate::audit::Client;
 use crate::auth::Claims;
 use crate::hub::Hub;
 
@@ -42,3 +43,49 @@ impl FromRequest for Bearer {
         })
     }
 }
+
+/// The verified claims of a bearer token with the admin permission.
+#[derive(Debug)]
+pub(crate) struct Admin(pub(crate) Claims);
+
+impl FromRequest for Admin {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let bearer = Bearer::from_request(req, payload);
+        Box::pin(async move {
+            let Bearer(claims) = bearer.await?;
+            if claims.permissions.admin {
+                Ok(Admin(claims))
+            } else {
+                Err(ApiError::Forbidden)
+            }
+        })
+    }
+}
+
+/// Who sent the request, for the audit trail: the peer address (not a
+/// forwarded header, which a client could forge) and the `User-Agent`.
+#[derive(Debug)]
+pub(crate) struct ClientInfo(pub(crate) Client);
+
+impl FromRequest for ClientInfo {
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let user_agent = req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.chars().take(MAX_USER_AGENT).collect());
+        std::future::ready(Ok(ClientInfo(Client {
+            ip: req.peer_addr().map(|a| a.ip().to_string()),
+            user_agent,
+        })))
+    }
+}
+
+/// Longest `User-Agent` kept in the audit trail.
+const MAX_USER_AGENT: usize = 256;

@@ -30,6 +30,9 @@ pub enum ApiError {
     /// The bearer token's subject has been revoked.
     #[error("the bearer token has been revoked")]
     TokenRevoked,
+    /// The bearer lacks the admin permission.
+    #[error("this endpoint needs a bearer token with the admin permission")]
+    Forbidden,
     /// The token may not use a topic.
     #[error("{0}")]
     ForbiddenTopic(String),
@@ -73,6 +76,7 @@ impl ApiError {
             Self::InvalidToken(_) => "invalid_token",
             Self::TokenExpired => "token_expired",
             Self::TokenRevoked => "token_revoked",
+            Self::Forbidden => "forbidden",
             Self::ForbiddenTopic(_) => "forbidden_topic",
             Self::InvalidTopic(_) => "invalid_topic",
             Self::InvalidBody(_) => "invalid_body",
@@ -108,7 +112,7 @@ impl ResponseError for ApiError {
             | Self::TokenExpired
             | Self::TokenRevoked
             | Self::InvalidTicket => StatusCode::UNAUTHORIZED,
-            Self::ForbiddenTopic(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden | Self::ForbiddenTopic(_) => StatusCode::FORBIDDEN,
             Self::InvalidTopic(_) | Self::InvalidBody(_) | Self::InvalidQuery(_) => {
                 StatusCode::BAD_REQUEST
             }

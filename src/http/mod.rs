@@ -2,6 +2,7 @@
 //! middleware every request passes through.
 
 mod access_log;
+mod admin;
 mod bearer;
 mod body;
 pub mod error;
@@ -56,6 +57,10 @@ routes! {
     "/readyz" cors=false { GET => ops::readyz }
     "/metrics" cors=false { GET => ops::metrics }
     "/openapi.yaml" cors=false { GET => ops::openapi }
+    "/admin/revoke" cors=false { POST => admin::revoke }
+    "/admin/revocations" cors=false { GET => admin::revocations }
+    "/admin/revoke/{sub}" cors=false { DELETE => admin::lift }
+    "/admin/audit" cors=false { GET => admin::audit }
 }
 
 /// CORS for browser pages on `origins`: the `Authorization` header may be sent

@@ -6,7 +6,7 @@ use actix_web::{HttpResponse, HttpResponseBuilder};
 use chrono::SecondsFormat;
 use serde::Serialize;
 
-use super::bearer::Bearer;
+use super::bearer::{Bearer, ClientInfo};
 use super::body;
 use super::error::ApiError;
 use crate::auth::TopicPattern;
@@ -24,10 +24,11 @@ struct TicketResponse<'a> {
 pub(crate) async fn issue(
     hub: Data<Hub>,
     Bearer(claims): Bearer,
+    ClientInfo(client): ClientInfo,
     raw: Result<Bytes, actix_web::Error>,
 ) -> Result<HttpResponse, ApiError> {
     let request = body::json(raw)?.unwrap_or_default();
-    let ticket = hub.issue_ticket(&claims, request).await?;
+    let ticket = hub.issue_ticket(&claims, request, &client).await?;
     let id = ticket.id().to_string();
     Ok(HttpResponseBuilder::new(actix_web::http::StatusCode::OK)
         .insert_header(CacheControl(vec![CacheDirective::NoStore]))

@@ -23,10 +23,12 @@ use serde_json::json;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
+use super::bearer::ClientInfo;
 use super::error::ApiError;
 use crate::broker::{Detached, Event, Subscription};
 use crate::hub::{Hub, OpenedStream};
 use crate::metrics::{CloseLabels, Metrics};
+use crate::revocation::Registration;
 
 /// How long after subscribing a replayed event may still arrive live too: a
 /// publish stores its event, then fans it out, within this window.
@@ -42,6 +44,7 @@ pub(crate) struct StreamQuery {
 pub(crate) async fn open(
     hub: Data<Hub>,
     req: HttpRequest,
+    ClientInfo(client): ClientInfo,
     query: Result<Query<StreamQuery>, actix_web::Error>,
 ) -> Result<impl Responder, ApiError> {
     let query = query.ok().map(Query::into_inner);
@@ -59,7 +62,7 @@ pub(crate) async fn open(
     }
     .filter(|id| !id.trim().is_empty());
     let opened = hub
-        .open_stream(token.as_deref(), last_event_id.as_deref())
+        .open_stream(token.as_deref(), last_event_id.as_deref(), &client)
         .await?;
     let settings = hub.stream_settings();
     let events = events(&hub, opened, settings.heartbeat);
@@ -73,6 +76,7 @@ pub(crate) async fn open(
 #[derive(Debug, Clone, Copy)]
 enum CloseReason {
     TokenExpired,
+    Revoked,
     Lagging,
     Shutdown,
 }
@@ -81,6 +85,7 @@ impl CloseReason {
     fn as_str(self) -> &'static str {
         match self {
             Self::TokenExpired => "token_expired",
+            Self::Revoked => "revoked",
             Self::Lagging => "lagging",
             Self::Shutdown => "shutdown",
         }
@@ -117,6 +122,9 @@ struct Live {
     subscription: Subscription,
     bearer_expired: BoxFuture<'static, ()>,
     shutdown: std::pin::Pin<Box<WaitForCancellationFutureOwned>>,
+    revoked: std::pin::Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Keeps the stream listed under its subject while it lives.
+    _registration: Registration,
     heartbeat: std::pin::Pin<Box<Sleep>>,
     period: Duration,
     guard: OpenStreamGuard,
@@ -141,6 +149,7 @@ impl Live {
             biased;
             () = &mut self.shutdown => Err(CloseReason::Shutdown),
             () = &mut self.bearer_expired => Err(CloseReason::TokenExpired),
+            () = &mut self.revoked => Err(CloseReason::Revoked),
             event = self.subscription.recv() => match event {
                 Some(event) => {
                     if !self.replayed.is_empty() && self.replayed.remove(&event.id()) {
@@ -171,6 +180,7 @@ fn events(
         subscription,
         replay,
         subscribed_at,
+        registration,
     } = opened;
     let metrics = hub.metrics_handle();
     metrics.streams_open.inc();
@@ -204,6 +214,8 @@ fn events(
         subscription,
         bearer_expired: hub.clock().sleep_until(ticket.bearer_exp()),
         shutdown: Box::pin(hub.shutdown().clone().cancelled_owned()),
+        revoked: Box::pin(registration.revoked.clone().cancelled_owned()),
+        _registration: registration,
         heartbeat: Box::pin(tokio::time::sleep(period)),
         period,
         guard: OpenStreamGuard {

@@ -110,6 +110,21 @@ impl TicketStore for MemoryStore {
         Ok(ticket)
     }
 
+    async fn revoke_subject(&self, sub: &Subject) -> usize {
+        let Some((_, held)) = self.by_subject.remove(sub) else {
+            return 0;
+        };
+        held.into_iter()
+            .filter(|(_, id)| {
+                let taken = self.tickets.remove(id).is_some();
+                if taken {
+                    self.held.fetch_sub(1, Ordering::Relaxed);
+                }
+                taken
+            })
+            .count()
+    }
+
     async fn sweep_expired(&self, now: DateTime<Utc>) -> usize {
         let mut swept = 0;
         loop {

@@ -159,6 +159,9 @@ pub trait TicketStore: Send + Sync + 'static {
     /// Takes the ticket `id` out of the store, if it is there and unexpired at `now`.
     async fn redeem(&self, id: TicketId, now: DateTime<Utc>) -> Result<Ticket, RedeemError>;
 
+    /// Drops every outstanding ticket of `sub`; returns how many.
+    async fn revoke_subject(&self, sub: &Subject) -> usize;
+
     /// Removes tickets expired at `now`; returns how many.
     async fn sweep_expired(&self, now: DateTime<Utc>) -> usize;
 

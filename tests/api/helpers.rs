@@ -21,8 +21,23 @@ pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
     pub clock: ManualClock,
+    /// The durable store this server uses (each test has its own).
+    pub database_url: String,
     secret: SecretString,
     stopper: Stopper,
+}
+
+/// Runs `sql` directly against a test server's database (to break it on purpose).
+pub async fn execute_sql(database_url: &str, sql: &str) {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(database_url)
+        .await
+        .expect("the test database");
+    sqlx::query(sql)
+        .execute(&pool)
+        .await
+        .expect("the statement runs");
+    pool.close().await;
 }
 
 /// A fresh, empty database for one test: a SQLite file by default, or a new
@@ -82,6 +97,7 @@ pub async fn spawn_config_with_clock(mut config: Config, clock: ManualClock) -> 
         KeySource::Secret(secret) => secret.clone(),
         _ => SECRET.into(),
     };
+    let database_url = config.database_url.clone();
     let server = sse_ticket::run_with_clock(config, std::sync::Arc::new(clock.clone()))
         .await
         .expect("the server starts");
@@ -95,6 +111,7 @@ pub async fn spawn_config_with_clock(mut config: Config, clock: ManualClock) -> 
             .build()
             .expect("client"),
         clock,
+        database_url,
         secret,
         stopper,
     }
@@ -122,6 +139,15 @@ impl TestApp {
         self.token_for(sub, subscribe, publish, Duration::from_secs(86_400))
     }
 
+    /// A bearer token with the admin permission.
+    pub fn admin_token(&self, sub: &str) -> String {
+        let permissions = Permissions {
+            admin: true,
+            ..Permissions::default()
+        };
+        self.mint_with(sub, permissions, Duration::from_secs(86_400))
+    }
+
     /// A bearer token valid for `ttl` on this server's clock.
     pub fn token_for(
         &self,
@@ -130,15 +156,20 @@ impl TestApp {
         publish: &[&str],
         ttl: Duration,
     ) -> String {
+        let permissions = Permissions {
+            subscribe: patterns(subscribe),
+            publish: patterns(publish),
+            admin: false,
+        };
+        self.mint_with(sub, permissions, ttl)
+    }
+
+    fn mint_with(&self, sub: &str, permissions: Permissions, ttl: Duration) -> String {
         mint(
             &self.secret,
             &MintRequest {
                 sub: Subject::parse(sub).expect("subject"),
-                permissions: Permissions {
-                    subscribe: patterns(subscribe),
-                    publish: patterns(publish),
-                    admin: false,
-                },
+                permissions,
                 ttl,
                 issuer: None,
                 audience: None,

@@ -1,5 +1,6 @@
 //! Black-box tests: each starts the real server on 127.0.0.1:0 and talks HTTP.
 
+mod admin;
 mod bearer;
 mod cli;
 mod cors;

@@ -135,6 +135,14 @@ async fn cases(app: &TestApp) -> Vec<Case> {
     let get = |path: &str| app.client.get(app.url(path)).send();
     let ticket = app.ticket(&subscriber, &[]).await;
     let forbidden = json!({ "topics": ["payments/1"] }).to_string();
+    let admin = app.admin_token("ops");
+    let admin_call = |method: reqwest::Method, path: &str, bearer: &str| {
+        app.client
+            .request(method, app.url(path))
+            .bearer_auth(bearer)
+            .json(&json!({ "sub": "mallory" }))
+            .send()
+    };
     let event = json!({ "topic": "orders/1", "data": 1 }).to_string();
     vec![
         Case {
@@ -170,6 +178,14 @@ async fn cases(app: &TestApp) -> Vec<Case> {
             response: app.get_stream(&ticket).await,
         },
         Case {
+            method: "GET",
+            path: "/stream",
+            status: 400,
+            response: get(&format!("/stream?token={ticket}&lastEventId=not-an-id"))
+                .await
+                .expect("stream"),
+        },
+        Case {
             method: "POST",
             path: "/publish",
             status: 200,
@@ -186,6 +202,68 @@ async fn cases(app: &TestApp) -> Vec<Case> {
             path: "/publish",
             status: 400,
             response: app.post_publish(Some(&publisher), "{}").await,
+        },
+        Case {
+            method: "POST",
+            path: "/admin/revoke",
+            status: 200,
+            response: admin_call(reqwest::Method::POST, "/admin/revoke", &admin)
+                .await
+                .expect("revoke"),
+        },
+        Case {
+            method: "POST",
+            path: "/admin/revoke",
+            status: 403,
+            response: admin_call(reqwest::Method::POST, "/admin/revoke", &subscriber)
+                .await
+                .expect("revoke"),
+        },
+        Case {
+            method: "GET",
+            path: "/admin/revocations",
+            status: 200,
+            response: admin_call(reqwest::Method::GET, "/admin/revocations", &admin)
+                .await
+                .expect("list"),
+        },
+        Case {
+            method: "GET",
+            path: "/admin/revocations",
+            status: 401,
+            response: get("/admin/revocations").await.expect("list"),
+        },
+        Case {
+            method: "DELETE",
+            path: "/admin/revoke/{sub}",
+            status: 200,
+            response: admin_call(reqwest::Method::DELETE, "/admin/revoke/mallory", &admin)
+                .await
+                .expect("lift"),
+        },
+        Case {
+            method: "DELETE",
+            path: "/admin/revoke/{sub}",
+            status: 404,
+            response: admin_call(reqwest::Method::DELETE, "/admin/revoke/mallory", &admin)
+                .await
+                .expect("lift"),
+        },
+        Case {
+            method: "GET",
+            path: "/admin/audit",
+            status: 200,
+            response: admin_call(reqwest::Method::GET, "/admin/audit?limit=5", &admin)
+                .await
+                .expect("audit"),
+        },
+        Case {
+            method: "GET",
+            path: "/admin/audit",
+            status: 400,
+            response: admin_call(reqwest::Method::GET, "/admin/audit?limit=0", &admin)
+                .await
+                .expect("audit"),
         },
         Case {
             method: "GET",

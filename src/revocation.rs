@@ -1,0 +1,100 @@
+//! Revoked subjects (cached from the database for the hot path) and the open
+//! streams of each subject, so a revocation can close them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, Utc};
+use dashmap::DashMap;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{Claims, Subject};
+
+/// Revocation times by subject: a token of a revoked subject issued before
+/// that time (or without `iat`) is refused.
+#[derive(Debug, Default)]
+pub struct Revocations {
+    revoked: DashMap<Subject, DateTime<Utc>>,
+}
+
+impl Revocations {
+    /// Records that `sub` was revoked at `at`.
+    pub fn insert(&self, sub: Subject, at: DateTime<Utc>) {
+        self.revoked.insert(sub, at);
+    }
+
+    /// Forgets the revocation of `sub`.
+    pub fn remove(&self, sub: &Subject) {
+        self.revoked.remove(sub);
+    }
+
+    /// Whether `claims` come from a token issued before its subject's
+    /// revocation. `iat` has whole seconds, so a token from the second of
+    /// the revocation itself is refused too.
+    pub fn refuses(&self, claims: &Claims) -> bool {
+        self.revoked.get(&claims.sub).is_some_and(|at| {
+            claims
+                .iat
+                .is_none_or(|iat| iat.timestamp() <= at.timestamp())
+        })
+    }
+
+    /// Whether something of `sub` made at `made` predates a revocation.
+    pub fn predates(&self, sub: &Subject, made: DateTime<Utc>) -> bool {
+        self.revoked.get(sub).is_some_and(|at| made < *at)
+    }
+}
+
+/// The open streams of each subject, each with a token that closes it.
+#[derive(Debug, Default)]
+pub struct StreamRegistry {
+    by_subject: Arc<DashMap<Subject, HashMap<u64, CancellationToken>>>,
+    next_id: AtomicU64,
+}
+
+/// Keeps a stream listed while it lives.
+#[derive(Debug)]
+pub struct Registration {
+    by_subject: Arc<DashMap<Subject, HashMap<u64, CancellationToken>>>,
+    sub: Subject,
+    id: u64,
+    /// Cancelled when the subject is revoked.
+    pub revoked: CancellationToken,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if let Some(mut streams) = self.by_subject.get_mut(&self.sub) {
+            streams.remove(&self.id);
+        }
+        self.by_subject
+            .remove_if(&self.sub, |_, streams| streams.is_empty());
+    }
+}
+
+impl StreamRegistry {
+    /// Lists a new stream of `sub`.
+    pub fn register(&self, sub: Subject) -> Registration {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let revoked = CancellationToken::new();
+        self.by_subject
+            .entry(sub.clone())
+            .or_default()
+            .insert(id, revoked.clone());
+        Registration {
+            by_subject: self.by_subject.clone(),
+            sub,
+            id,
+            revoked,
+        }
+    }
+
+    /// Closes every open stream of `sub`; returns how many.
+    pub fn close_subject(&self, sub: &Subject) -> usize {
+        self.by_subject.get(sub).map_or(0, |streams| {
+            streams.values().for_each(CancellationToken::cancel);
+            streams.len()
+        })
+    }
+}
