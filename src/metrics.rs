@@ -13,7 +13,8 @@ use prometheus_client::registry::Registry;
 /// Labels of a refused ticket.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RejectLabels {
-    /// `malformed`, `unknown` (never issued or already used) or `expired`.
+    /// `malformed`, `unknown` (never issued or already used), `expired` or
+    /// `revoked` (issued just before its subject was revoked).
     pub reason: &'static str,
 }
 

@@ -16,10 +16,11 @@ pub const REDACTED: &str = "[redacted]";
 
 static SECRETS: LazyLock<Regex> = LazyLock::new(|| {
     // A `token` (or `access_token`, `ticket`) query value, a Bearer credential,
-    // and anything shaped like a JWT.
+    // the password of a URL (`postgres://user:password@host`), and anything
+    // shaped like a JWT.
     #[allow(clippy::unwrap_used)] // a constant pattern, covered by the tests below
     Regex::new(
-        r#"(?i)(?P<key>\b(?:access_token|token|ticket)=)[^&\s"'<>\\]*|(?P<scheme>\bbearer\s+)[^\s"'\\]+|eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*"#,
+        r#"(?i)(?P<key>\b(?:access_token|token|ticket)=)[^&\s"'<>\\]*|(?P<scheme>\bbearer\s+)[^\s"'\\]+|(?P<userinfo>\b[a-z][a-z0-9+.-]*://[^:/@\s"']+:)[^@/\s"']+@|eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*"#,
     )
     .unwrap()
 });
@@ -27,6 +28,9 @@ static SECRETS: LazyLock<Regex> = LazyLock::new(|| {
 /// `text` with ticket and token values replaced by `[redacted]`.
 pub fn redact(text: &str) -> Cow<'_, str> {
     SECRETS.replace_all(text, |caps: &regex::Captures<'_>| {
+        if let Some(userinfo) = caps.name("userinfo") {
+            return format!("{}{REDACTED}@", userinfo.as_str());
+        }
         let keep = caps
             .name("key")
             .or_else(|| caps.name("scheme"))
@@ -114,5 +118,10 @@ mod tests {
             "GET /stream?token=[redacted]&x=1"
         );
         assert_eq!(redact("GET /healthz 200"), "GET /healthz 200");
+        assert_eq!(
+            redact(r#"database_url: "postgres://app:s3cr3t@db:5432/sse""#),
+            r#"database_url: "postgres://app:[redacted]@db:5432/sse""#
+        );
+        assert_eq!(redact("postgres://app@db/sse"), "postgres://app@db/sse");
     }
 }

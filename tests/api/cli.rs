@@ -380,3 +380,39 @@ async fn no_ticket_and_no_bearer_token_reaches_the_logs() {
         );
     }
 }
+
+#[tokio::test]
+async fn migrate_applies_the_migrations_and_says_so() {
+    let url = fresh_database_url().await;
+    let mut command = sse_ticket(&["migrate"]);
+    command.env("SSE_TICKET_DATABASE_URL", &url);
+    let out = output(command).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("migrations applied"));
+    // Applied: the tables are there (and a second run has nothing to do).
+    crate::helpers::execute_sql(&url, "SELECT count(*) FROM events").await;
+    let mut again = sse_ticket(&["migrate", "--database-url", &url]);
+    again.env_remove("SSE_TICKET_DATABASE_URL");
+    assert!(output(again).await.status.success());
+}
+
+#[tokio::test]
+async fn migrate_fails_clearly_when_the_database_cannot_be_reached() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+    let url = format!(
+        "postgres://nobody@{}/none",
+        closed.local_addr().expect("addr")
+    );
+    drop(closed);
+    let out = output(sse_ticket(&["migrate", "--database-url", &url])).await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).expect("UTF-8");
+    assert!(
+        stderr.starts_with("error: cannot connect to the database"),
+        "{stderr}"
+    );
+}

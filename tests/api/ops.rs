@@ -88,3 +88,86 @@ async fn unknown_routes_and_methods_get_json_errors() {
     assert_eq!(header(&response, "allow"), "GET");
     assert_error(response, 405, "method_not_allowed").await;
 }
+
+/// A TCP relay to a real server that a test can cut, to see an outage.
+struct Relay {
+    port: u16,
+    tasks: std::sync::Arc<parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Relay {
+    async fn start(upstream: String) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let tasks = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let accepted = tasks.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                accepted.lock().push(tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                }));
+            }
+        });
+        tasks.lock().push(accept);
+        Self { port, tasks }
+    }
+
+    /// Closes the listener and every relayed connection.
+    fn cut(&self) {
+        for task in self.tasks.lock().drain(..) {
+            task.abort();
+        }
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs a Postgres to cut off: .ci/run runs it with SSE_TICKET_TEST_POSTGRES_URL"]
+async fn readyz_names_the_database_when_it_stops_answering() {
+    assert!(
+        std::env::var("SSE_TICKET_TEST_POSTGRES_URL").is_ok(),
+        "set SSE_TICKET_TEST_POSTGRES_URL to a Postgres this test can cut off"
+    );
+    let direct: reqwest::Url = crate::helpers::fresh_database_url()
+        .await
+        .parse()
+        .expect("URL");
+    let upstream = format!(
+        "{}:{}",
+        direct.host_str().expect("host"),
+        direct.port().unwrap_or(5432)
+    );
+    let relay = Relay::start(upstream).await;
+    let mut relayed = direct.clone();
+    relayed.set_port(Some(relay.port)).expect("port");
+    let relayed = relayed.to_string();
+    let app = crate::helpers::spawn_app_with(|c| c.database_url = relayed).await;
+    assert_eq!(app.get("/readyz").await.status(), 200);
+
+    relay.cut();
+    let response = app.get("/readyz").await;
+    assert_eq!(response.status(), 503);
+    let json: Value = response.json().await.expect("JSON");
+    assert_eq!(json["error"], "unavailable");
+    assert_eq!(json["backends"]["database"], "unavailable");
+    assert!(
+        json["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("database")),
+        "{json}"
+    );
+    // Tickets do not depend on the database; publishing does.
+    let bearer = app.token("alice", &[], &["*"]);
+    assert_eq!(app.post_sse_token(Some(&bearer), None).await.status(), 200);
+    let body = json!({ "topic": "t", "data": 1 }).to_string();
+    assert_error(
+        app.post_publish(Some(&bearer), &body).await,
+        503,
+        "unavailable",
+    )
+    .await;
+}
