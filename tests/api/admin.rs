@@ -6,8 +6,8 @@ use serde_json::{Value, json};
 use sse_ticket::clock::ManualClock;
 
 use crate::helpers::{
-    SECRET, TestApp, assert_bearer_error, assert_error, execute_sql, fresh_database_url, spawn_app,
-    spawn_config_with_clock,
+    TestApp, assert_bearer_error, assert_error, execute_sql, fresh_database_url, spawn_app,
+    spawn_config_with_clock, test_config,
 };
 
 impl TestApp {
@@ -45,13 +45,6 @@ impl TestApp {
         let json: Value = response.json().await.expect("JSON");
         json["records"].as_array().expect("records").clone()
     }
-}
-
-fn config(database_url: &str) -> sse_ticket::Config {
-    let mut config = sse_ticket::Config::new(sse_ticket::auth::KeySource::Secret(SECRET.into()));
-    config.bind = "127.0.0.1:0".into();
-    config.database_url = database_url.to_owned();
-    config
 }
 
 #[tokio::test]
@@ -210,12 +203,12 @@ async fn malformed_admin_requests_are_refused() {
 async fn revocations_survive_a_restart() {
     let database_url = fresh_database_url().await;
     let clock = ManualClock::default();
-    let first = spawn_config_with_clock(config(&database_url), clock.clone()).await;
+    let first = spawn_config_with_clock(test_config(&database_url), clock.clone()).await;
     let alice = first.token("alice", &[], &[]);
     assert_eq!(first.revoke("alice").await.status(), 200);
     first.stopper().stop().await;
 
-    let second = spawn_config_with_clock(config(&database_url), clock).await;
+    let second = spawn_config_with_clock(test_config(&database_url), clock).await;
     assert_bearer_error(
         second.post_sse_token(Some(&alice), None).await,
         "token_revoked",
@@ -305,13 +298,13 @@ async fn every_ticket_action_leaves_exactly_one_audit_row_and_never_the_ticket()
 async fn audit_rows_are_flushed_on_graceful_shutdown() {
     let database_url = fresh_database_url().await;
     let clock = ManualClock::default();
-    let first = spawn_config_with_clock(config(&database_url), clock.clone()).await;
+    let first = spawn_config_with_clock(test_config(&database_url), clock.clone()).await;
     let bearer = first.token("alice", &[], &[]);
     for _ in 0..20 {
         first.ticket(&bearer, &[]).await;
     }
     first.stopper().stop().await;
-    let second = spawn_config_with_clock(config(&database_url), clock).await;
+    let second = spawn_config_with_clock(test_config(&database_url), clock).await;
     assert_eq!(second.audit_rows("?sub=alice").await.len(), 20);
 }
 

@@ -73,11 +73,17 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
-/// Starts a server after `tweak` has adjusted the default test configuration.
-pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+/// The test configuration: HMAC secret, port 0, the given database.
+pub fn test_config(database_url: &str) -> Config {
     let mut config = Config::new(KeySource::Secret(SECRET.into()));
     config.bind = "127.0.0.1:0".into();
-    config.database_url = fresh_database_url().await;
+    config.database_url = database_url.to_owned();
+    config
+}
+
+/// Starts a server after `tweak` has adjusted the default test configuration.
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let mut config = test_config(&fresh_database_url().await);
     tweak(&mut config);
     spawn_config(config).await
 }
@@ -287,27 +293,20 @@ impl TestApp {
 
     /// Waits until `sample` reads `want` in `/metrics`.
     pub async fn wait_for_metric(&self, sample: &str, want: f64) {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            let got = self.metric(sample).await;
-            if got == want {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{sample} stayed at {got}, wanted {want}"
-            );
-            tokio::task::yield_now().await;
-        }
+        self.poll_metric(sample, want, || {}).await;
     }
 
     /// Moves the clock forward by `step` until `sample` reads `want`: for work
     /// that background tasks do on clock deadlines, whose exact instant a
     /// test cannot know.
     pub async fn advance_until_metric(&self, step: Duration, sample: &str, want: f64) {
+        self.poll_metric(sample, want, || self.advance(step)).await;
+    }
+
+    async fn poll_metric(&self, sample: &str, want: f64, mut before_each: impl FnMut()) {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
-            self.advance(step);
+            before_each();
             let got = self.metric(sample).await;
             if got == want {
                 return;

@@ -7,7 +7,7 @@ use sse_ticket::clock::ManualClock;
 
 use crate::helpers::{
     SseStream, TestApp, assert_error, fresh_database_url, spawn_app, spawn_app_with,
-    spawn_config_with_clock,
+    spawn_config_with_clock, test_config,
 };
 
 /// Opens a stream for `sub` on `topics` resuming after `last_event_id`, and
@@ -148,14 +148,7 @@ async fn resume_is_gapless_while_events_are_being_published() {
 async fn history_survives_a_restart() {
     let database_url = fresh_database_url().await;
     let clock = ManualClock::default();
-    let config = || {
-        let mut config = sse_ticket::Config::new(sse_ticket::auth::KeySource::Secret(
-            crate::helpers::SECRET.into(),
-        ));
-        config.bind = "127.0.0.1:0".into();
-        config.database_url = database_url.clone();
-        config
-    };
+    let config = || test_config(&database_url);
     let first = spawn_config_with_clock(config(), clock.clone()).await;
     let id1 = first.publish("t", None, json!(1)).await;
     let id2 = first.publish("t", None, json!(2)).await;
