@@ -343,3 +343,26 @@ async fn publish_answers_503_when_history_cannot_be_written() {
     // Nothing was delivered that history does not hold.
     assert_eq!(app.metric("sse_ticket_events_delivered_total").await, 0.0);
 }
+
+#[tokio::test]
+async fn audit_rows_are_kept_only_for_the_audit_ttl() {
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.retention.audit_ttl = Duration::from_secs(3600);
+    })
+    .await;
+    app.ticket(&app.token("alice", &[], &[]), &[]).await;
+    wait_for_rows(&app, "?sub=alice", 1).await;
+    app.advance(Duration::from_secs(3500));
+    app.ticket(&app.token("alice", &[], &[]), &[]).await;
+    wait_for_rows(&app, "?sub=alice", 2).await;
+    // Past the first row's TTL, before the second's.
+    let deadline = tokio::time::Instant::now() + crate::helpers::PATIENCE;
+    while app.audit_rows("?sub=alice").await.len() != 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the old row was never pruned"
+        );
+        app.advance(Duration::from_secs(61));
+        tokio::task::yield_now().await;
+    }
+}
