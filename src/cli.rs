@@ -112,8 +112,8 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Some(secret) = dev_secret {
-        print_dev_banner(&secret, server.local_addr());
+    if let (Some(secret), Some(tokens)) = (dev_secret, server.dev_tokens()) {
+        print_dev_banner(&secret, tokens, server.local_addr());
     }
     let stopper = server.stopper();
     tokio::spawn(async move {
@@ -153,30 +153,14 @@ async fn wait_for_signal() {
 }
 
 /// Tells a new user everything needed to try the service with curl.
-fn print_dev_banner(secret: &SecretString, addr: std::net::SocketAddr) {
+fn print_dev_banner(
+    secret: &SecretString,
+    tokens: &crate::dev::DevTokens,
+    addr: std::net::SocketAddr,
+) {
     use secrecy::ExposeSecret as _;
-    let token = |sub: &str, subscribe: &[&str], publish: &[&str]| {
-        let parse = |raw: &[&str]| {
-            raw.iter()
-                .filter_map(|p| TopicPattern::parse(p).ok())
-                .collect()
-        };
-        let request = MintRequest {
-            sub: Subject::parse(sub).unwrap_or_else(|_| unreachable!("constant subject")),
-            permissions: Permissions {
-                subscribe: parse(subscribe),
-                publish: parse(publish),
-                admin: false,
-            },
-            ttl: Duration::from_secs(24 * 3600),
-            issuer: None,
-            audience: None,
-            now: chrono::Utc::now(),
-        };
-        sign(secret, &request).unwrap_or_else(|e| format!("<cannot mint: {e}>"))
-    };
-    let subscriber = token("alice", &["orders/*"], &[]);
-    let publisher = token("backend", &[], &["*"]);
+    let subscriber = &tokens.subscriber;
+    let publisher = &tokens.publisher;
     let base = format!("http://{addr}");
     println!(
         r#"
@@ -194,6 +178,7 @@ Try it (in a second terminal, after the exports above):
   curl -N "{base}/stream?token=<ticket from step 1>"
   # 3. publish from a third terminal
   curl -s -X POST {base}/publish -H "Authorization: Bearer $PUB_TOKEN" -d '{{"topic":"orders/42","event":"order.updated","data":{{"status":"shipped"}}}}'
+  # or watch it in a browser: {base}/demo/
   # more tokens: sse-ticket mint --sub bob --subscribe 'orders/*'
 "#,
         secret = secret.expose_secret(),

@@ -99,6 +99,8 @@ pub struct Hub {
     pub(crate) revocations: Revocations,
     pub(crate) streams_by_subject: StreamRegistry,
     pub(crate) audit: AuditLog,
+    /// The tokens of `serve --dev`, for the demo page; `None` otherwise.
+    pub(crate) dev_tokens: Option<crate::dev::DevTokens>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -110,6 +112,11 @@ impl std::fmt::Debug for Hub {
 }
 
 impl Hub {
+    /// The tokens of `serve --dev`, if this is a development server.
+    pub fn dev_tokens(&self) -> Option<&crate::dev::DevTokens> {
+        self.dev_tokens.as_ref()
+    }
+
     /// The clock every expiry is judged by.
     pub fn clock(&self) -> &SharedClock {
         &self.clock

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod db;
+pub mod dev;
 pub mod http;
 pub mod hub;
 pub mod metrics;

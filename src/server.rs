@@ -14,6 +14,7 @@ use crate::broker::MemoryBroker;
 use crate::clock::SharedClock;
 use crate::config::{Config, Retention};
 use crate::db::{BatchWriter, Database, DbError, StoredEvent};
+use crate::dev::DevTokens;
 use crate::http;
 use crate::hub::{Hub, StreamSettings};
 use crate::metrics::Metrics;
@@ -38,6 +39,9 @@ pub enum StartError {
     /// A configured key cannot be used.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// The development tokens cannot be signed.
+    #[error(transparent)]
+    DevTokens(#[from] crate::auth::MintError),
     /// The database cannot be opened or migrated.
     #[error(transparent)]
     Database(#[from] DbError),
@@ -122,6 +126,12 @@ impl Server {
             }
         }
         let metrics_for_audit = metrics.clone();
+        let dev_tokens = match (&config.keys, config.dev) {
+            (crate::auth::KeySource::Secret(secret), true) => {
+                Some(DevTokens::mint(secret, clock.now())?)
+            }
+            _ => None,
+        };
         let hub = web::Data::new(Hub {
             verifier,
             tickets,
@@ -136,6 +146,7 @@ impl Server {
             audit: AuditLog::spawn(db.clone(), metrics_for_audit),
             revocations,
             streams_by_subject: StreamRegistry::default(),
+            dev_tokens,
             db,
             history,
         });
@@ -177,6 +188,11 @@ impl Server {
             stopper,
             hub: flush_hub,
         })
+    }
+
+    /// The tokens of `serve --dev` (the demo page serves them too).
+    pub fn dev_tokens(&self) -> Option<&DevTokens> {
+        self.hub.dev_tokens()
     }
 
     /// The bound address (the real port when configured with port 0).

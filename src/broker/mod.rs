@@ -17,8 +17,10 @@ pub use memory::MemoryBroker;
 /// The event type SSE clients receive when a frame has no `event:` line.
 pub const DEFAULT_EVENT_TYPE: &str = "message";
 
-/// Event types the server sends itself; publishers may not use them.
-pub const RESERVED_EVENT_TYPES: [&str; 3] = ["ready", "close", "reset"];
+/// Event types the server sends itself, and the names `EventSource` gives its
+/// own connection events (a frame named `error` would reach a client's
+/// connection-error handler); publishers may not use them.
+pub const RESERVED_EVENT_TYPES: [&str; 5] = ["ready", "close", "reset", "error", "open"];
 
 /// A published event, encoded once and shared by every stream that receives it.
 #[derive(Debug)]

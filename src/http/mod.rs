@@ -5,6 +5,7 @@ mod access_log;
 mod admin;
 mod bearer;
 mod body;
+mod demo;
 pub mod error;
 mod ops;
 mod publish;
@@ -61,6 +62,9 @@ routes! {
     "/admin/revocations" cors=false { GET => admin::revocations }
     "/admin/revoke/{sub}" cors=false { DELETE => admin::lift }
     "/admin/audit" cors=false { GET => admin::audit }
+    "/demo" cors=false { GET => demo::redirect }
+    "/demo/" cors=false { GET => demo::page }
+    "/demo/sse-ticket.js" cors=false { GET => demo::client }
 }
 
 /// CORS for browser pages on `origins`: the `Authorization` header may be sent

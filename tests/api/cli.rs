@@ -280,6 +280,22 @@ async fn dev_mode_prints_working_tokens_and_sigterm_closes_streams() {
         json!({ "status": "shipped" })
     );
 
+    // The demo page carries this process's tokens, and the client module.
+    let demo = client
+        .get(format!("{}/demo/", process.base))
+        .send()
+        .await
+        .expect("demo");
+    assert_eq!(demo.status(), 200);
+    let page = demo.text().await.expect("page");
+    assert!(page.contains(&sub_token) && page.contains(&pub_token));
+    let module = client
+        .get(format!("{}/demo/sse-ticket.js", process.base))
+        .send()
+        .await
+        .expect("module");
+    assert_eq!(module.status(), 200);
+
     terminate(&process.child);
     let close = stream.next_event().await;
     assert_eq!(close.event.as_deref(), Some("close"));

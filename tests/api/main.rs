@@ -2,6 +2,7 @@
 
 mod admin;
 mod bearer;
+mod browser;
 mod cli;
 mod cors;
 mod helpers;

@@ -79,9 +79,18 @@ async fn check(spec: &Value, case: Case) {
         .unwrap_or_default()
         .trim()
         .to_owned();
-    let content = documented["content"]
-        .as_object()
-        .expect("documented content");
+    for (name, _) in documented["headers"].as_object().into_iter().flatten() {
+        assert!(
+            response.headers().contains_key(name.as_str()),
+            "{what}: header {name} missing"
+        );
+    }
+    let Some(content) = documented["content"].as_object() else {
+        // A response documented without a body (a redirect) has none.
+        let body = response.bytes().await.expect("body");
+        assert!(body.is_empty(), "{what}: an undocumented body");
+        return;
+    };
     // Documented media types may carry parameters (`; version=1.0.0`).
     let schema = content
         .iter()
@@ -90,12 +99,6 @@ async fn check(spec: &Value, case: Case) {
         .1
         .get("schema")
         .map(|s| resolve(spec, s));
-    for (name, _) in documented["headers"].as_object().into_iter().flatten() {
-        assert!(
-            response.headers().contains_key(name.as_str()),
-            "{what}: header {name} missing"
-        );
-    }
     if media != "application/json" {
         return;
     }
@@ -267,6 +270,24 @@ async fn cases(app: &TestApp) -> Vec<Case> {
         },
         Case {
             method: "GET",
+            path: "/demo",
+            status: 404,
+            response: get("/demo").await.expect("demo"),
+        },
+        Case {
+            method: "GET",
+            path: "/demo/",
+            status: 404,
+            response: get("/demo/").await.expect("demo"),
+        },
+        Case {
+            method: "GET",
+            path: "/demo/sse-ticket.js",
+            status: 404,
+            response: get("/demo/sse-ticket.js").await.expect("demo client"),
+        },
+        Case {
+            method: "GET",
             path: "/healthz",
             status: 200,
             response: get("/healthz").await.expect("healthz"),
@@ -300,6 +321,41 @@ async fn every_route_answers_as_documented() {
     for case in cases(&app).await {
         covered.insert((case.method.to_owned(), case.path.to_owned()));
         check(&spec, case).await;
+    }
+
+    // The demo exists on a development server only.
+    let dev = spawn_app_with(|c| c.dev = true).await;
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let response = no_redirects
+        .get(dev.url("/demo"))
+        .send()
+        .await
+        .expect("demo");
+    check(
+        &spec,
+        Case {
+            method: "GET",
+            path: "/demo",
+            status: 308,
+            response,
+        },
+    )
+    .await;
+    for path in ["/demo/", "/demo/sse-ticket.js"] {
+        let response = dev.get(path).await;
+        check(
+            &spec,
+            Case {
+                method: "GET",
+                path,
+                status: 200,
+                response,
+            },
+        )
+        .await;
     }
 
     // Readiness failing: keys from an identity provider that does not answer.

@@ -124,6 +124,11 @@ async fn malformed_events_are_refused_and_nothing_is_published() {
             "invalid_body",
         ),
         (
+            json!({ "topic": "t", "event": "error", "data": 1 }).to_string(),
+            400,
+            "invalid_body",
+        ),
+        (
             json!({ "topic": "t", "event": "ready", "data": 1 }).to_string(),
             400,
             "invalid_body",
