@@ -56,7 +56,7 @@ test('the page trades its token for a ticket and receives a published event', as
   }
 });
 
-test('after the server restarts, the helper reconnects with a new ticket and misses nothing', async () => {
+test('after the server restarts, the helper reconnects with a new ticket and misses nothing', async (t) => {
   const port = await freePort();
   const database = freshDatabase();
   let server = await startServer({ port, database, corsOrigins: [pages.origin] });
@@ -72,9 +72,11 @@ test('after the server restarts, the helper reconnects with a new ticket and mis
     await server.stop();
     await page.waitForFunction(() => window.closes.some((c) => c.reason === 'shutdown'), null, { timeout: 15_000 });
     server = await startServer({ port, database, corsOrigins: [pages.origin] });
+    const restarted = Date.now();
     // Published before the browser is back: it must come from history.
     const second = await publish(server.base, 'orders/2', 2);
     await page.waitForFunction(() => window.opened.length === 2, null, { timeout: 15_000 });
+    t.diagnostic(`back ${Date.now() - restarted} ms after the restart, ${requested.filter((u) => u.endsWith('/sse-token')).length} ticket requests in all`);
     const third = await publish(server.base, 'orders/3', 3);
     await page.waitForFunction(() => window.received.length >= 3, null, { timeout: 15_000 });
     assert.deepEqual((await received(page)).map((e) => e.id), [first, second, third], 'no loss, no duplicate');
@@ -88,7 +90,7 @@ test('after the server restarts, the helper reconnects with a new ticket and mis
   }
 });
 
-test('a 401 from the token endpoint stops the helper without hammering the server', async () => {
+test('a 401 from the token endpoint stops the helper without hammering the server', async (t) => {
   const server = await startServer({ corsOrigins: [pages.origin] });
   const context = await browser.newContext();
   try {
@@ -102,6 +104,7 @@ test('a 401 from the token endpoint stops the helper without hammering the serve
     await page.waitForTimeout(1_500);
     const sample = 'sse_ticket_http_request_duration_seconds_count{method="POST",route="/sse-token",status="401"}';
     assert.equal(await metric(server.base, sample), 1);
+    t.diagnostic('1 request to /sse-token in 1.5 s after the 401');
   } finally {
     await context.close();
     await server.stop();
@@ -130,7 +133,7 @@ test('the browser refuses a cross-origin page whose origin is not allowed', asyn
   }
 });
 
-test('five tabs sharing one stream all receive every event, across a change of leader', async () => {
+test('five tabs sharing one stream all receive every event, across a change of leader', async (t) => {
   // A closed tab's connection is noticed at the server's next write: a short
   // heartbeat makes that prompt.
   const server = await startServer({ corsOrigins: [pages.origin], env: { SSE_TICKET_HEARTBEAT: '500ms' } });
@@ -148,8 +151,10 @@ test('five tabs sharing one stream all receive every event, across a change of l
 
     // Close the leader: the first tab, which took the lock.
     await tabs.shift().close();
+    const closed = Date.now();
     ids.push(await publish(server.base, 'orders/2', 2));
     await eventually('a new leader', async () => (await metric(server.base, 'sse_ticket_tickets_redeemed_total')) === 2);
+    t.diagnostic(`a new leader streamed ${Date.now() - closed} ms after the old one closed`);
     await eventually('the old stream released', async () => (await metric(server.base, 'sse_ticket_streams_open')) === 1);
     ids.push(await publish(server.base, 'orders/3', 3));
     for (const tab of tabs) {
