@@ -1,5 +1,5 @@
 //! The in-process ticket store: a DashMap of tickets, a per-subject index for
-//! the quota, and an expiry queue in issue order for the sweeper.
+//! the quota, and expiry queues in issue order for the sweeper.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,6 +11,12 @@ use parking_lot::Mutex;
 
 use super::{Grant, IssueError, RedeemError, StoreLimits, Ticket, TicketId, TicketStore};
 use crate::auth::Subject;
+
+/// Expiry queues, each covering the tickets whose id falls in it.
+const EXPIRY_SHARDS: usize = 16;
+
+/// `(expires_at, id)` in issue order, hence in expiry order (the TTL is constant).
+type ExpiryQueue = Mutex<VecDeque<(DateTime<Utc>, TicketId)>>;
 
 /// Most expired entries popped from the queue per lock hold, so a sweep never
 /// keeps issuers waiting long.
@@ -27,9 +33,10 @@ pub struct MemoryStore {
     tickets: DashMap<TicketId, Ticket>,
     /// Expiry times of each subject's outstanding tickets, oldest first.
     by_subject: DashMap<Subject, VecDeque<(DateTime<Utc>, TicketId)>>,
-    /// `(expires_at, id)` of every ticket issued, in issue order; entries of
-    /// tickets already redeemed are skipped when popped.
-    expiry: Mutex<VecDeque<(DateTime<Utc>, TicketId)>>,
+    /// `(expires_at, id)` of every ticket issued, sharded by ticket id so that
+    /// concurrent issuers rarely meet on one lock; each shard is in issue
+    /// order. Entries of tickets already redeemed are skipped when popped.
+    expiry: Box<[ExpiryQueue]>,
     held: AtomicUsize,
 }
 
@@ -40,7 +47,9 @@ impl MemoryStore {
             limits,
             tickets: DashMap::new(),
             by_subject: DashMap::new(),
-            expiry: Mutex::new(VecDeque::new()),
+            expiry: (0..EXPIRY_SHARDS)
+                .map(|_| Mutex::new(VecDeque::new()))
+                .collect(),
             held: AtomicUsize::new(0),
         }
     }
@@ -57,10 +66,15 @@ impl MemoryStore {
     }
 
     fn forget_for_subject(&self, sub: &Subject, id: TicketId) {
-        if let Some(mut held) = self.by_subject.get_mut(sub) {
+        // One shard lock: forget the ticket, and the subject once it holds none.
+        self.by_subject.remove_if_mut(sub, |_, held| {
             held.retain(|(_, other)| *other != id);
-        }
-        self.by_subject.remove_if(sub, |_, held| held.is_empty());
+            held.is_empty()
+        });
+    }
+
+    fn expiry_queue(&self, id: TicketId) -> &ExpiryQueue {
+        &self.expiry[id.shard(EXPIRY_SHARDS)]
     }
 
     /// Reserves a place for one more ticket of `sub`, or says when one frees up.
@@ -95,7 +109,7 @@ impl TicketStore for MemoryStore {
             self.held.fetch_sub(1, Ordering::Relaxed);
             return Err(e);
         }
-        self.expiry
+        self.expiry_queue(ticket.id())
             .lock()
             .push_back((ticket.expires_at(), ticket.id()));
         self.tickets.insert(ticket.id(), ticket.clone());
@@ -127,28 +141,34 @@ impl TicketStore for MemoryStore {
 
     async fn sweep_expired(&self, now: DateTime<Utc>) -> usize {
         let mut swept = 0;
-        loop {
-            let due: Vec<TicketId> = {
-                let mut queue = self.expiry.lock();
-                let n = queue
-                    .iter()
-                    .take(SWEEP_BATCH)
-                    .take_while(|(at, _)| *at <= now)
+        for shard in self.expiry.iter() {
+            loop {
+                let due: Vec<TicketId> = {
+                    let mut queue = shard.lock();
+                    let n = queue
+                        .iter()
+                        .take(SWEEP_BATCH)
+                        .take_while(|(at, _)| *at <= now)
+                        .count();
+                    queue.drain(..n).map(|(_, id)| id).collect()
+                };
+                if due.is_empty() {
+                    break;
+                }
+                swept += due
+                    .into_iter()
+                    .filter(|id| self.take(*id, Some(now)).is_some())
                     .count();
-                queue.drain(..n).map(|(_, id)| id).collect()
-            };
-            if due.is_empty() {
-                return swept;
             }
-            swept += due
-                .into_iter()
-                .filter(|id| self.take(*id, Some(now)).is_some())
-                .count();
         }
+        swept
     }
 
     async fn next_expiry(&self) -> Option<DateTime<Utc>> {
-        self.expiry.lock().front().map(|(at, _)| *at)
+        self.expiry
+            .iter()
+            .filter_map(|shard| shard.lock().front().map(|(at, _)| *at))
+            .min()
     }
 
     async fn outstanding(&self) -> usize {
