@@ -22,7 +22,7 @@ pub use sweeper::run_sweeper;
 pub struct TicketId(Uuid);
 
 impl TicketId {
-    /// A fresh random id.
+    /// A fresh random id, from a thread-local CSPRNG seeded by the OS.
     pub(crate) fn random() -> Self {
         Self(Uuid::new_v4())
     }
