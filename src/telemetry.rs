@@ -100,7 +100,18 @@ mod tests {
     #[test]
     fn token_values_are_redacted_wherever_they_stand() {
         let ticket = "3f1c2a9e-8b7d-4c6e-9f0a-1b2c3d4e5f60";
-        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln";
+        let jwt = &crate::auth::mint(
+            &"a-test-secret".into(),
+            &crate::auth::MintRequest {
+                sub: crate::auth::Subject::parse("a").expect("subject"),
+                permissions: crate::auth::Permissions::default(),
+                ttl: std::time::Duration::from_secs(60),
+                issuer: None,
+                audience: None,
+                now: chrono::Utc::now(),
+            },
+        )
+        .expect("a token");
         for line in [
             format!("GET /stream?token={ticket} 200"),
             format!("GET /stream?lastEventId=1&token={ticket}&x=1"),
