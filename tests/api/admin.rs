@@ -39,6 +39,12 @@ impl TestApp {
             .expect("admin GET")
     }
 
+    async fn revocations(&self) -> Value {
+        let response = self.admin_get("/admin/revocations").await;
+        assert_eq!(response.status(), 200);
+        response.json().await.expect("JSON")
+    }
+
     async fn audit_rows(&self, query: &str) -> Vec<Value> {
         let response = self.admin_get(&format!("/admin/audit{query}")).await;
         assert_eq!(response.status(), 200);
@@ -91,12 +97,7 @@ async fn revoking_a_subject_cuts_it_off_everywhere_at_once() {
     let fresh = app.token("alice", &[], &[]);
     assert_eq!(app.post_sse_token(Some(&fresh), None).await.status(), 200);
 
-    let list: Value = app
-        .admin_get("/admin/revocations")
-        .await
-        .json()
-        .await
-        .expect("JSON");
+    let list = app.revocations().await;
     assert_eq!(list["revocations"][0]["sub"], "alice");
     assert_eq!(list["revocations"].as_array().map(Vec::len), Some(1));
 
@@ -143,12 +144,7 @@ async fn admin_endpoints_need_the_admin_permission() {
             .expect("request");
         assert_error(response, 403, "forbidden").await;
     }
-    let list: Value = app
-        .admin_get("/admin/revocations")
-        .await
-        .json()
-        .await
-        .expect("JSON");
+    let list = app.revocations().await;
     assert_eq!(list, json!({ "revocations": [] }), "nothing was revoked");
 }
 
@@ -190,12 +186,7 @@ async fn malformed_admin_requests_are_refused() {
         )
         .await;
     }
-    let list: Value = app
-        .admin_get("/admin/revocations")
-        .await
-        .json()
-        .await
-        .expect("JSON");
+    let list = app.revocations().await;
     assert_eq!(list, json!({ "revocations": [] }));
 }
 
@@ -214,12 +205,7 @@ async fn revocations_survive_a_restart() {
         "token_revoked",
     )
     .await;
-    let list: Value = second
-        .admin_get("/admin/revocations")
-        .await
-        .json()
-        .await
-        .expect("JSON");
+    let list = second.revocations().await;
     assert_eq!(list["revocations"][0]["sub"], "alice");
 }
 
