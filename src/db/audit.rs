@@ -88,6 +88,7 @@ impl Database {
         let mut tx = self.pool().begin().await?;
         for chunk in records.chunks(INSERT_CHUNK) {
             let mut insert = Statement::new(
+                self.backend(),
                 "INSERT INTO audit (at, action, reason, sub, client_ip, user_agent, topics, ticket_fingerprint) VALUES ",
             );
             for (i, r) in chunk.iter().enumerate() {
@@ -119,6 +120,7 @@ impl Database {
     /// Audit rows matching `query`, newest first.
     pub async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, DbError> {
         let mut select = Statement::new(
+            self.backend(),
             "SELECT at, action, reason, sub, client_ip, user_agent, topics, ticket_fingerprint FROM audit WHERE 1 = 1",
         );
         if let Some(sub) = &query.sub {

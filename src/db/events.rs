@@ -41,8 +41,10 @@ impl Database {
     pub async fn insert_events(&self, events: &[StoredEvent]) -> Result<(), DbError> {
         let mut tx = self.pool().begin().await?;
         for chunk in events.chunks(INSERT_CHUNK) {
-            let mut insert =
-                Statement::new("INSERT INTO events (id, topic, kind, data, published_at) VALUES ");
+            let mut insert = Statement::new(
+                self.backend(),
+                "INSERT INTO events (id, topic, kind, data, published_at) VALUES ",
+            );
             for (i, event) in chunk.iter().enumerate() {
                 insert
                     .push(if i == 0 { "(" } else { ", (" })
@@ -76,8 +78,10 @@ impl Database {
             .bind(after.hyphenated().to_string())
             .fetch_optional(self.pool())
             .await?;
-        let mut select =
-            Statement::new("SELECT id, topic, kind, data, published_at FROM events WHERE ");
+        let mut select = Statement::new(
+            self.backend(),
+            "SELECT id, topic, kind, data, published_at FROM events WHERE ",
+        );
         match after_seq {
             Some(seq) => select.push("seq > ").int(seq),
             None => select.push("1 = 1"),

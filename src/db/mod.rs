@@ -136,12 +136,15 @@ impl Database {
     }
 }
 
-/// SQL text with numbered `$N` parameters, which both engines accept (the
-/// `Any` query builder writes `?`, which Postgres does not).
-#[derive(Debug, Default)]
+/// SQL text with parameters in each engine's own style: `$N` for Postgres
+/// (the `Any` query builder writes `?`, which Postgres refuses), `?` for
+/// SQLite, where a named `$N` costs a linear search per bound value, which a
+/// multi-row insert with thousands of values turns quadratic.
+#[derive(Debug)]
 pub(crate) struct Statement {
     sql: String,
     args: Vec<Arg>,
+    backend: Backend,
 }
 
 #[derive(Debug)]
@@ -151,10 +154,11 @@ enum Arg {
 }
 
 impl Statement {
-    pub(crate) fn new(sql: &str) -> Self {
+    pub(crate) fn new(backend: Backend, sql: &str) -> Self {
         Self {
             sql: sql.to_owned(),
             args: Vec::new(),
+            backend,
         }
     }
 
@@ -174,8 +178,13 @@ impl Statement {
     }
 
     fn placeholder(&mut self) -> &mut Self {
-        self.sql.push('$');
-        self.sql.push_str(&self.args.len().to_string());
+        match self.backend {
+            Backend::Sqlite => self.sql.push('?'),
+            Backend::Postgres => {
+                self.sql.push('$');
+                self.sql.push_str(&self.args.len().to_string());
+            }
+        }
         self
     }
 
