@@ -217,6 +217,25 @@ async fn read_listen_line(child: &mut Child) -> String {
     base
 }
 
+/// `POST /sse-token` on a `serve` process; the answer's JSON.
+async fn post_ticket(
+    client: &reqwest::Client,
+    base: &str,
+    bearer: &str,
+    body: &'static str,
+) -> Value {
+    client
+        .post(format!("{base}/sse-token"))
+        .bearer_auth(bearer)
+        .body(body)
+        .send()
+        .await
+        .expect("ticket")
+        .json()
+        .await
+        .expect("JSON")
+}
+
 fn terminate(child: &Child) {
     let pid = child.id().expect("running").to_string();
     let status = std::process::Command::new("kill")
@@ -247,16 +266,13 @@ async fn dev_mode_prints_working_tokens_and_sigterm_closes_streams() {
     let pub_token = exported(&process.stdout, "PUB_TOKEN");
     let client = reqwest::Client::new();
 
-    let ticket: Value = client
-        .post(format!("{}/sse-token", process.base))
-        .bearer_auth(&sub_token)
-        .body(r#"{"topics":["orders/*"]}"#)
-        .send()
-        .await
-        .expect("ticket")
-        .json()
-        .await
-        .expect("JSON");
+    let ticket = post_ticket(
+        &client,
+        &process.base,
+        &sub_token,
+        r#"{"topics":["orders/*"]}"#,
+    )
+    .await;
     let stream_url = format!(
         "{}{}",
         process.base,
@@ -323,15 +339,7 @@ async fn no_ticket_and_no_bearer_token_reaches_the_logs() {
     let client = reqwest::Client::new();
     let base = &process.base;
 
-    let ticket: Value = client
-        .post(format!("{base}/sse-token"))
-        .bearer_auth(&bearer)
-        .send()
-        .await
-        .expect("ticket")
-        .json()
-        .await
-        .expect("JSON");
+    let ticket = post_ticket(&client, base, &bearer, "").await;
     let ticket = ticket["ticket"].as_str().expect("ticket").to_owned();
     let stream = client
         .get(format!("{base}/stream?token={ticket}"))
