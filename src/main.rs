@@ -6,6 +6,11 @@ use clap::{Parser, Subcommand};
 use sse_ticket::cli::{self, MigrateArgs, MintArgs};
 use sse_ticket::config::ServeArgs;
 
+/// jemalloc instead of the system allocator: per-request allocations are
+/// cheaper and per-connection memory is returned more readily (BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Single-use tickets for authenticated Server-Sent Events.
 #[derive(Parser)]
 #[command(version, about)]
