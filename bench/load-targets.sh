@@ -46,7 +46,9 @@ stop_server() {
 }
 load() { # name, sse-ticket-load arguments...: runs it, keeps its JSON line, prints it
     local name="$1"; shift
-    "$LOAD" "$@" 2>"$OUT/$name.txt" | tee -a "$OUT/$name.jsonl"
+    # A missed verdict (exit 1) is a result to report, not a reason to stop.
+    "$LOAD" "$@" 2>"$OUT/$name.txt" | tee -a "$OUT/$name.jsonl" \
+        || echo "($name: the load generator reported a failure, see $OUT/$name.txt)" >&2
 }
 median() { # file, jq expression: the median over the file's lines
     jq -s "map($2) | sort | .[(length - 1) / 2 | floor]" "$1"

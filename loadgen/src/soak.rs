@@ -21,8 +21,8 @@ use crate::target::Context;
 /// Flags of `soak`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SoakArgs {
-    /// How long to run; at least twice --ticket-ttl for a plateau verdict.
-    #[arg(long, default_value = "150s", value_parser = humantime::parse_duration)]
+    /// How long to run; at least three times --ticket-ttl for a plateau verdict.
+    #[arg(long, default_value = "180s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
     /// Keep-alive connections, one worker task each.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
@@ -41,14 +41,16 @@ pub struct SoakArgs {
 /// Peak RSS of the first and the last TTL window, and whether memory plateaued.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Comparison {
-    first_kb: u64,
+    second_kb: u64,
     last_kb: u64,
     growth_pct: f64,
     plateau: bool,
 }
 
-/// Compares the first and last `ttl` windows of `samples` over a run of `elapsed`;
-/// none when the run is shorter than two TTLs (the windows would overlap).
+/// Compares the peak RSS of the second `ttl` window of `samples` (the first
+/// one after every early ticket could have expired) with that of the last,
+/// over a run of `elapsed`; none when the run is shorter than three TTLs (the
+/// windows would overlap). The first window is the ramp-up, so it is left out.
 fn compare(
     samples: &[Sample],
     ttl: Duration,
@@ -57,7 +59,7 @@ fn compare(
 ) -> Option<Comparison> {
     let ttl = ttl.as_secs_f64();
     let end = elapsed.as_secs_f64();
-    if end < 2.0 * ttl {
+    if end < 3.0 * ttl {
         return None;
     }
     let peak = |keep: &dyn Fn(f64) -> bool| {
@@ -67,11 +69,11 @@ fn compare(
             .map(|s| s.rss_kb)
             .max()
     };
-    let first_kb = peak(&|at| at <= ttl)?;
-    let last_kb = peak(&|at| at >= end - ttl)?;
-    let growth_pct = (last_kb as f64 / first_kb.max(1) as f64 - 1.0) * 100.0;
+    let second_kb = peak(&|at| at > ttl && at <= 2.0 * ttl)?;
+    let last_kb = peak(&|at| at > end - ttl)?;
+    let growth_pct = (last_kb as f64 / second_kb.max(1) as f64 - 1.0) * 100.0;
     Some(Comparison {
-        first_kb,
+        second_kb,
         last_kb,
         growth_pct,
         plateau: growth_pct <= tolerance,
@@ -116,8 +118,8 @@ pub async fn run(ctx: &Context, args: SoakArgs) -> anyhow::Result<Verdict> {
         .join("\n   ");
     let verdict = match comparison {
         Some(c) => format!(
-            "peak of first TTL {:.1} MiB, of last TTL {:.1} MiB ({:+.1}%): {}",
-            mib(c.first_kb),
+            "peak of the second TTL {:.1} MiB, of the last TTL {:.1} MiB ({:+.1}%): {}",
+            mib(c.second_kb),
             mib(c.last_kb),
             c.growth_pct,
             if c.plateau {
@@ -127,8 +129,8 @@ pub async fn run(ctx: &Context, args: SoakArgs) -> anyhow::Result<Verdict> {
             }
         ),
         None => format!(
-            "no verdict: a run shorter than two ticket TTLs ({:?}) cannot show a plateau",
-            args.ticket_ttl * 2
+            "no verdict: a run shorter than three ticket TTLs ({:?}) cannot show a plateau",
+            args.ticket_ttl * 3
         ),
     };
     let rps = per_second(outcome.requests, outcome.elapsed);
@@ -157,7 +159,7 @@ pub async fn run(ctx: &Context, args: SoakArgs) -> anyhow::Result<Verdict> {
         "errors": outcome.errors.to_json(),
         "ticket_ttl_s": args.ticket_ttl.as_secs_f64(),
         "rss_kb": samples.iter().map(|s| s.rss_kb).collect::<Vec<_>>(),
-        "rss_first_ttl_peak_kb": comparison.map(|c| c.first_kb),
+        "rss_second_ttl_peak_kb": comparison.map(|c| c.second_kb),
         "rss_last_ttl_peak_kb": comparison.map(|c| c.last_kb),
         "rss_growth_pct": comparison.map(|c| round3(c.growth_pct)),
         "plateau": comparison.map(|c| c.plateau),
@@ -187,13 +189,15 @@ mod tests {
     #[test]
     fn plateau_and_growth() {
         let ttl = Duration::from_secs(3);
-        let flat = samples(&[10, 50, 90, 100, 101, 99, 102, 100]);
-        let c = compare(&flat, ttl, Duration::from_secs(7), 10.0).expect("long enough");
-        assert_eq!((c.first_kb, c.last_kb), (100, 102));
+        // The ramp-up of the first TTL, and a peak at the first sweep, do not count as growth.
+        let flat = samples(&[10, 50, 90, 100, 140, 99, 102, 100, 101, 98]);
+        let c = compare(&flat, ttl, Duration::from_secs(9), 10.0).expect("long enough");
+        assert_eq!((c.second_kb, c.last_kb), (140, 101));
         assert!(c.plateau);
-        let growing = samples(&[10, 50, 90, 100, 130, 160, 190, 220]);
-        let c = compare(&growing, ttl, Duration::from_secs(7), 10.0).expect("long enough");
+        let growing = samples(&[10, 50, 90, 100, 110, 120, 140, 160, 190, 220]);
+        let c = compare(&growing, ttl, Duration::from_secs(9), 10.0).expect("long enough");
+        assert_eq!((c.second_kb, c.last_kb), (140, 220));
         assert!(!c.plateau);
-        assert!(compare(&flat, ttl, Duration::from_secs(5), 10.0).is_none());
+        assert!(compare(&flat, ttl, Duration::from_secs(8), 10.0).is_none());
     }
 }
