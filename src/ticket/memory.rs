@@ -2,18 +2,18 @@
 //! the quota, and expiry queues in issue order for the sweeper.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 use parking_lot::Mutex;
 
+use super::places::Places;
 use super::{Grant, IssueError, RedeemError, StoreLimits, Ticket, TicketId, TicketStore};
 use crate::auth::Subject;
 
-/// Expiry queues, each covering the tickets whose id falls in it.
-const EXPIRY_SHARDS: usize = 16;
+/// Shards of ticket ids: an expiry queue and a count of places each.
+const SHARDS: usize = 16;
 
 /// `(expires_at, id)` in issue order, hence in expiry order (the TTL is constant).
 type ExpiryQueue = Mutex<VecDeque<(DateTime<Utc>, TicketId)>>;
@@ -37,20 +37,19 @@ pub struct MemoryStore {
     /// concurrent issuers rarely meet on one lock; each shard is in issue
     /// order. Entries of tickets already redeemed are skipped when popped.
     expiry: Box<[ExpiryQueue]>,
-    held: AtomicUsize,
+    /// The total cap, counted per shard.
+    places: Places,
 }
 
 impl MemoryStore {
     /// An empty store with these bounds.
     pub fn new(limits: StoreLimits) -> Self {
         Self {
+            places: Places::new(limits.total, SHARDS),
             limits,
             tickets: DashMap::new(),
             by_subject: DashMap::new(),
-            expiry: (0..EXPIRY_SHARDS)
-                .map(|_| Mutex::new(VecDeque::new()))
-                .collect(),
-            held: AtomicUsize::new(0),
+            expiry: (0..SHARDS).map(|_| Mutex::new(VecDeque::new())).collect(),
         }
     }
 
@@ -60,7 +59,7 @@ impl MemoryStore {
             None => self.tickets.remove(&id)?,
             Some(now) => self.tickets.remove_if(&id, |_, t| t.is_expired(now))?,
         };
-        self.held.fetch_sub(1, Ordering::Relaxed);
+        self.places.give_back(id.shard(SHARDS));
         self.forget_for_subject(ticket.sub(), id);
         Some(ticket)
     }
@@ -74,7 +73,7 @@ impl MemoryStore {
     }
 
     fn expiry_queue(&self, id: TicketId) -> &ExpiryQueue {
-        &self.expiry[id.shard(EXPIRY_SHARDS)]
+        &self.expiry[id.shard(SHARDS)]
     }
 
     /// Reserves a place for one more ticket of `sub`, or says when one frees up.
@@ -97,16 +96,17 @@ impl MemoryStore {
 #[async_trait]
 impl TicketStore for MemoryStore {
     async fn issue(&self, grant: Grant, now: DateTime<Utc>) -> Result<Ticket, IssueError> {
-        if self.held.load(Ordering::Relaxed) >= self.limits.total {
-            self.sweep_expired(now).await;
-        }
-        if self.held.fetch_add(1, Ordering::Relaxed) >= self.limits.total {
-            self.held.fetch_sub(1, Ordering::Relaxed);
-            return Err(IssueError::Full);
-        }
         let ticket = Ticket::new(grant, now, self.limits.ttl);
+        let shard = ticket.id().shard(SHARDS);
+        if !self.places.take(shard) {
+            // Full: expired tickets not yet swept make room.
+            self.sweep_expired(now).await;
+            if !self.places.take(shard) {
+                return Err(IssueError::Full);
+            }
+        }
         if let Err(e) = self.reserve(&ticket, now) {
-            self.held.fetch_sub(1, Ordering::Relaxed);
+            self.places.give_back(shard);
             return Err(e);
         }
         self.expiry_queue(ticket.id())
@@ -132,7 +132,7 @@ impl TicketStore for MemoryStore {
             .filter(|(_, id)| {
                 let taken = self.tickets.remove(id).is_some();
                 if taken {
-                    self.held.fetch_sub(1, Ordering::Relaxed);
+                    self.places.give_back(id.shard(SHARDS));
                 }
                 taken
             })
@@ -172,7 +172,7 @@ impl TicketStore for MemoryStore {
     }
 
     async fn outstanding(&self) -> usize {
-        self.held.load(Ordering::Relaxed)
+        self.places.taken()
     }
 
     async fn ping(&self) -> Result<(), String> {

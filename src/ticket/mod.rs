@@ -2,6 +2,7 @@
 //! to sit in a URL, and the [`TicketStore`] that issues and redeems them.
 
 mod memory;
+mod places;
 mod sweeper;
 
 use std::fmt;
