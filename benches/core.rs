@@ -57,11 +57,36 @@ fn tickets(c: &mut Criterion) {
     let mut group = c.benchmark_group("ticket_store");
     let sub = Subject::parse("alice").expect("subject");
 
+    // Issuing alone: each sample issues its `iters` tickets into a fresh store,
+    // a subject per ticket (so the per-subject cap never refuses), the
+    // subjects made before the clock starts. The store grows during a sample
+    // as it would under a burst of ticket requests.
+    group.bench_function("issue", |b| {
+        b.iter_custom(|iters| {
+            let issuing = store();
+            let subjects: Vec<Subject> = (0..iters)
+                .map(|n| Subject::parse(&format!("user-{n}")).expect("subject"))
+                .collect();
+            let start = Instant::now();
+            for sub in &subjects {
+                black_box(
+                    issuing
+                        .issue(grant(sub), Utc::now())
+                        .now_or_never()
+                        .expect("completes at once")
+                        .expect("issued"),
+                );
+            }
+            let elapsed = start.elapsed();
+            drop(issuing);
+            elapsed
+        })
+    });
+
     let redeeming = store();
     let mut n = 0u64;
-    // Issuing alone cannot run for millions of iterations without filling the
-    // store: it is "issue+redeem" minus this. A subject per ticket, so a batch
-    // set up ahead never meets the per-subject cap.
+    // Redeeming alone: a subject per ticket, so a batch set up ahead never
+    // meets the per-subject cap.
     group.bench_function("redeem", |b| {
         b.iter_batched(
             || {

@@ -258,7 +258,9 @@ impl Hub {
         if self.revocations.predates(ticket.sub(), ticket.issued_at()) {
             return Err(reject("revoked"));
         }
-        let registration = self.streams_by_subject.register(ticket.sub().clone());
+        let registration = self
+            .streams_by_subject
+            .register(ticket.sub().clone(), &self.shutdown);
         // Subscribe before reading history: an event published meanwhile is
         // then in one or both, never in neither.
         let subscription = self.broker.subscribe(ticket.topics()).await?;

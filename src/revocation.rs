@@ -59,8 +59,9 @@ pub struct Registration {
     by_subject: Arc<DashMap<Subject, HashMap<u64, CancellationToken>>>,
     sub: Subject,
     id: u64,
-    /// Cancelled when the subject is revoked.
-    pub revoked: CancellationToken,
+    /// Cancelled when the subject is revoked, or with the `parent` given to
+    /// [`StreamRegistry::register`] (the server's shutdown).
+    pub closed: CancellationToken,
 }
 
 impl Drop for Registration {
@@ -74,19 +75,20 @@ impl Drop for Registration {
 }
 
 impl StreamRegistry {
-    /// Lists a new stream of `sub`.
-    pub fn register(&self, sub: Subject) -> Registration {
+    /// Lists a new stream of `sub`, closed when `sub` is revoked or when
+    /// `parent` is cancelled: one future for the stream to wait on.
+    pub fn register(&self, sub: Subject, parent: &CancellationToken) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let revoked = CancellationToken::new();
+        let closed = parent.child_token();
         self.by_subject
             .entry(sub.clone())
             .or_default()
-            .insert(id, revoked.clone());
+            .insert(id, closed.clone());
         Registration {
             by_subject: self.by_subject.clone(),
             sub,
             id,
-            revoked,
+            closed,
         }
     }
 

@@ -21,7 +21,7 @@ use futures_util::stream::{self, Stream};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::time::{Instant, Sleep};
-use tokio_util::sync::WaitForCancellationFutureOwned;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::bearer::ClientInfo;
 use super::error::ApiError;
@@ -121,11 +121,16 @@ struct Live {
     replayed: HashSet<uuid::Uuid>,
     subscription: Subscription,
     bearer_expired: BoxFuture<'static, ()>,
-    shutdown: std::pin::Pin<Box<WaitForCancellationFutureOwned>>,
-    revoked: std::pin::Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Fires on revocation of the subject or at shutdown (a child of `shutdown`).
+    closed: std::pin::Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Tells the two apart once `closed` fires.
+    shutdown: CancellationToken,
     /// Keeps the stream listed under its subject while it lives.
     _registration: Registration,
+    /// Fires `period` after the last frame sent; re-armed when it finds a
+    /// frame was sent since, so sending an event never touches the timer.
     heartbeat: std::pin::Pin<Box<Sleep>>,
+    last_sent: Instant,
     period: Duration,
     guard: OpenStreamGuard,
 }
@@ -143,19 +148,23 @@ impl Live {
         }
     }
 
-    /// The next live frame; `None` for an event already sent by the replay.
+    /// The next live frame; `None` for an event already sent by the replay,
+    /// or a heartbeat that found the stream not idle.
     async fn next_live(&mut self) -> Option<Result<sse::Event, CloseReason>> {
         Some(tokio::select! {
             biased;
-            () = &mut self.shutdown => Err(CloseReason::Shutdown),
+            () = &mut self.closed => Err(if self.shutdown.is_cancelled() {
+                CloseReason::Shutdown
+            } else {
+                CloseReason::Revoked
+            }),
             () = &mut self.bearer_expired => Err(CloseReason::TokenExpired),
-            () = &mut self.revoked => Err(CloseReason::Revoked),
             event = self.subscription.recv() => match event {
                 Some(event) => {
                     if !self.replayed.is_empty() && self.replayed.remove(&event.id()) {
                         return None;
                     }
-                    self.heartbeat.as_mut().reset(Instant::now() + self.period);
+                    self.last_sent = Instant::now();
                     Ok(event.frame().into())
                 }
                 None => Err(match self.subscription.detached() {
@@ -163,7 +172,15 @@ impl Live {
                 }),
             },
             () = &mut self.heartbeat => {
-                self.heartbeat.as_mut().reset(Instant::now() + self.period);
+                let now = Instant::now();
+                let due = self.last_sent + self.period;
+                if due > now {
+                    // Not idle: an event went out since the timer was set.
+                    self.heartbeat.as_mut().reset(due);
+                    return None;
+                }
+                self.last_sent = now;
+                self.heartbeat.as_mut().reset(now + self.period);
                 Ok(sse::Event::Comment("ping".into()))
             }
         })
@@ -213,10 +230,11 @@ fn events(
         replayed,
         subscription,
         bearer_expired: hub.clock().sleep_until(ticket.bearer_exp()),
-        shutdown: Box::pin(hub.shutdown().clone().cancelled_owned()),
-        revoked: Box::pin(registration.revoked.clone().cancelled_owned()),
+        closed: Box::pin(registration.closed.clone().cancelled_owned()),
+        shutdown: hub.shutdown().clone(),
         _registration: registration,
         heartbeat: Box::pin(tokio::time::sleep(period)),
+        last_sent: Instant::now(),
         period,
         guard: OpenStreamGuard {
             metrics,
