@@ -84,7 +84,7 @@ if want fanout; then
     mkdir -p "$WORK/nginx"
     nginx -c "$PWD/bench/nchan.conf" -p "$WORK/nginx/" &
     NGINX_PID=$!
-    for _ in $(seq 1 50); do curl -s -o /dev/null http://127.0.0.1:18090/ && break; sleep 0.1; done
+    for _ in $(seq 1 50); do curl -s -o /dev/null http://127.0.0.1:18090/pub/probe && break; sleep 0.1; done
     for round in $(seq 1 "$RUNS"); do
         start_server
         load fanout-sse-ticket --url "$URL" fanout --subs 10000 --events 5 --rate 1 \
