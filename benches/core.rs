@@ -143,12 +143,13 @@ fn two_threads(iters: u64, store_of: impl Fn(usize) -> Arc<MemoryStore>) -> Dura
     start.elapsed()
 }
 
+/// Where the test key `name` lives.
+fn fixture_path(name: &str) -> String {
+    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!(
-        "{}/tests/fixtures/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .expect("fixture")
+    std::fs::read(fixture_path(name)).expect("fixture")
 }
 
 fn bearer_verification(c: &mut Criterion) {
@@ -169,13 +170,7 @@ fn bearer_verification(c: &mut Criterion) {
         ),
         (
             "RS256",
-            KeySource::PublicKeyPem(
-                format!(
-                    "{}/tests/fixtures/rsa_public.pem",
-                    env!("CARGO_MANIFEST_DIR")
-                )
-                .into(),
-            ),
+            KeySource::PublicKeyPem(fixture_path("rsa_public.pem").into()),
             jsonwebtoken::encode(
                 &Header::new(Algorithm::RS256),
                 &claims,
@@ -185,13 +180,7 @@ fn bearer_verification(c: &mut Criterion) {
         ),
         (
             "ES256",
-            KeySource::PublicKeyPem(
-                format!(
-                    "{}/tests/fixtures/ec_public.pem",
-                    env!("CARGO_MANIFEST_DIR")
-                )
-                .into(),
-            ),
+            KeySource::PublicKeyPem(fixture_path("ec_public.pem").into()),
             jsonwebtoken::encode(
                 &Header::new(Algorithm::ES256),
                 &claims,
@@ -201,13 +190,7 @@ fn bearer_verification(c: &mut Criterion) {
         ),
         (
             "EdDSA",
-            KeySource::PublicKeyPem(
-                format!(
-                    "{}/tests/fixtures/ed25519_public.pem",
-                    env!("CARGO_MANIFEST_DIR")
-                )
-                .into(),
-            ),
+            KeySource::PublicKeyPem(fixture_path("ed25519_public.pem").into()),
             jsonwebtoken::encode(
                 &Header::new(Algorithm::EdDSA),
                 &claims,
