@@ -13,11 +13,15 @@ pub fn vm_rss_kb(pid: u32) -> anyhow::Result<u64> {
 }
 
 fn parse_vm_rss(status: &str) -> Option<u64> {
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
+    first_number_after(status, "VmRSS:")
+}
+
+/// The first number on the first line of `text` that starts with `label`.
+fn first_number_after(text: &str, label: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(label))
         .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kb| kb.parse().ok())
+        .and_then(|number| number.parse().ok())
 }
 
 /// The process's soft open-file limit (/proc/<pid>/limits), when readable.
@@ -27,11 +31,8 @@ pub fn max_open_files(pid: u32) -> Option<u64> {
 }
 
 fn parse_max_open_files(limits: &str) -> Option<u64> {
-    limits
-        .lines()
-        .find_map(|line| line.strip_prefix("Max open files"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|soft| soft.parse().ok())
+    // The soft limit: the first of the line's numbers.
+    first_number_after(limits, "Max open files")
 }
 
 /// One RSS sample.
