@@ -77,6 +77,14 @@ pub struct ServeArgs {
     #[arg(long, env = "SSE_TICKET_HISTORY_MAX_PER_TOPIC", default_value_t = 1000)]
     pub history_max_per_topic: u32,
 
+    /// Redis for several instances: tickets and fan-out go through it (`redis://host:6379/0`; `rediss://` for TLS).
+    #[arg(long, env = "SSE_TICKET_REDIS_URL", hide_env_values = true, value_parser = secret)]
+    pub redis_url: Option<SecretString>,
+
+    /// Namespace of every Redis key and channel, so deployments can share one Redis.
+    #[arg(long, env = "SSE_TICKET_REDIS_PREFIX", default_value = DEFAULT_REDIS_PREFIX)]
+    pub redis_prefix: String,
+
     /// How long audit rows are kept (`30d`).
     #[arg(long, env = "SSE_TICKET_AUDIT_TTL", default_value = "30d", value_parser = humantime::parse_duration)]
     pub audit_ttl: Duration,
@@ -89,6 +97,29 @@ pub struct ServeArgs {
 /// The durable store used when none is configured: a SQLite file in the
 /// working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://sse-ticket.db";
+
+/// The namespace of Redis keys and channels when none is configured.
+pub const DEFAULT_REDIS_PREFIX: &str = "sse-ticket:";
+
+/// Where tickets and fan-out go when several instances share them.
+#[derive(Clone)]
+pub struct RedisSettings {
+    /// `redis://…` or `rediss://…`; may hold a password.
+    pub url: SecretString,
+    /// Namespace of every key and channel.
+    pub prefix: String,
+}
+
+impl std::fmt::Debug for RedisSettings {
+    /// Shows the URL without its password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use secrecy::ExposeSecret as _;
+        f.debug_struct("RedisSettings")
+            .field("url", &crate::db::redact_url(self.url.expose_secret()))
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
 
 /// What is kept for replay and audit, and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +198,8 @@ pub struct Config {
     pub database_url: String,
     /// History and audit retention.
     pub retention: Retention,
+    /// Redis, when tickets and fan-out are shared by several instances.
+    pub redis: Option<RedisSettings>,
     /// Log format.
     pub log_format: LogFormat,
     /// Whether `--dev` was given (the secret in `keys` was generated or given).
@@ -189,6 +222,7 @@ impl Config {
             cors_origins: Vec::new(),
             database_url: DEFAULT_DATABASE_URL.into(),
             retention: Retention::default(),
+            redis: None,
             log_format: LogFormat::Pretty,
             dev: false,
         }
@@ -253,6 +287,7 @@ impl Config {
                 history_max_per_topic: args.history_max_per_topic,
                 audit_ttl: positive_long("SSE_TICKET_AUDIT_TTL", args.audit_ttl)?,
             },
+            redis: redis_settings(args.redis_url, args.redis_prefix)?,
             log_format: args.log_format,
             dev: args.dev,
         })
@@ -285,6 +320,25 @@ fn database_url(url: String) -> Result<String, ConfigError> {
             ),
         })
     }
+}
+
+fn redis_settings(
+    url: Option<SecretString>,
+    prefix: String,
+) -> Result<Option<RedisSettings>, ConfigError> {
+    use secrecy::ExposeSecret as _;
+    let Some(url) = url else { return Ok(None) };
+    let raw = url.expose_secret();
+    if !(raw.starts_with("redis://") || raw.starts_with("rediss://")) {
+        return Err(ConfigError::Invalid {
+            name: "SSE_TICKET_REDIS_URL",
+            problem: format!(
+                "must start with redis:// or rediss:// (got {})",
+                crate::db::redact_url(raw)
+            ),
+        });
+    }
+    Ok(Some(RedisSettings { url, prefix }))
 }
 
 fn key_source(args: &ServeArgs) -> Result<KeySource, ConfigError> {

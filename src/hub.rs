@@ -12,7 +12,9 @@ use uuid::Uuid;
 
 use crate::audit::{AuditLog, Client, entry, fingerprint};
 use crate::auth::{Claims, Subject, Topic, TopicPattern, Verifier};
-use crate::broker::{Broker, DEFAULT_EVENT_TYPE, Event, RESERVED_EVENT_TYPES, Subscription};
+use crate::broker::{
+    Broker, DEFAULT_EVENT_TYPE, Event, Notice, RESERVED_EVENT_TYPES, Subscription,
+};
 use crate::clock::SharedClock;
 use crate::db::{
     AuditAction, AuditQuery, AuditRecord, BatchWriter, Database, Replay, Revocation, StoredEvent,
@@ -328,6 +330,8 @@ impl Hub {
                 topic.as_str()
             )));
         }
+        // Refused before it is stored, so a 503 leaves nothing behind.
+        self.broker.ready()?;
         let id = Uuid::now_v7();
         let event = Arc::new(Event::new(
             id,
@@ -344,16 +348,7 @@ impl Hub {
         }
         let fanout = self.broker.publish(event).await?;
         self.metrics.events_published.inc();
-        self.metrics
-            .events_delivered
-            .inc_by(fanout.delivered as u64);
-        if fanout.detached > 0 {
-            self.metrics.streams_lagging.inc_by(fanout.detached as u64);
-            tracing::warn!(
-                streams = fanout.detached,
-                "streams fell too far behind and were detached"
-            );
-        }
+        self.metrics.record_fanout(fanout);
         tracing::debug!(%id, delivered = fanout.delivered, "event published");
         Ok(id)
     }
@@ -399,6 +394,11 @@ impl Hub {
         let tickets = self.tickets.revoke_subject(&sub).await;
         let streams = self.streams_by_subject.close_subject(&sub);
         tracing::warn!(tickets, streams, "subject revoked");
+        self.tell_instances(Notice::Revoked {
+            sub: sub.clone(),
+            at: now,
+        })
+        .await;
         let mut record = entry(AuditAction::Revoked, now, client);
         record.sub = Some(sub.to_string());
         record.reason = Some(format!("by {}", admin.sub));
@@ -420,6 +420,8 @@ impl Hub {
             .await
             .map_err(|e| ApiError::Unavailable(e.to_string()))?;
         self.revocations.remove(&sub);
+        self.tell_instances(Notice::Lifted { sub: sub.clone() })
+            .await;
         if lifted {
             tracing::warn!("revocation lifted");
             let mut record = entry(AuditAction::RevocationLifted, self.clock.now(), client);
@@ -428,6 +430,42 @@ impl Hub {
             self.audit.record(record);
         }
         Ok(lifted)
+    }
+
+    /// Announces a revocation change to the other instances. Should that
+    /// fail, they reload revocations from the database once they hear from
+    /// the broker again.
+    async fn tell_instances(&self, notice: Notice) {
+        if let Err(error) = self.broker.announce(&notice).await {
+            tracing::warn!(%error, "other instances will learn of this revocation when Redis is back");
+        }
+    }
+
+    /// Applies a revocation change announced by an instance (this one included).
+    pub async fn apply_notice(&self, notice: Notice) {
+        match notice {
+            Notice::Revoked { sub, at } => {
+                // Our own announcement coming back: already applied.
+                if self.revocations.at(&sub) == Some(at) {
+                    return;
+                }
+                self.revocations.insert(sub.clone(), at);
+                let streams = self.streams_by_subject.close_subject(&sub);
+                tracing::warn!(%sub, streams, "subject revoked on another instance");
+            }
+            Notice::Lifted { sub } => self.revocations.remove(&sub),
+            Notice::Resync => match self.db.revocations().await {
+                Ok(current) => {
+                    let current = current
+                        .into_iter()
+                        .filter_map(|r| Subject::parse(&r.sub).ok().map(|sub| (sub, r.revoked_at)));
+                    for sub in self.revocations.replace_all(current) {
+                        self.streams_by_subject.close_subject(&sub);
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "cannot reload revocations"),
+            },
+        }
     }
 
     /// Every revocation in force.

@@ -16,6 +16,7 @@ pub mod dev;
 pub mod http;
 pub mod hub;
 pub mod metrics;
+pub mod redis_link;
 pub mod revocation;
 mod server;
 pub mod telemetry;

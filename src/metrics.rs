@@ -70,6 +70,18 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Counts what one local fan-out did.
+    pub fn record_fanout(&self, fanout: crate::broker::Fanout) {
+        self.events_delivered.inc_by(fanout.delivered as u64);
+        if fanout.detached > 0 {
+            self.streams_lagging.inc_by(fanout.detached as u64);
+            tracing::warn!(
+                streams = fanout.detached,
+                "streams fell too far behind and were detached"
+            );
+        }
+    }
+
     /// Registers every metric under the `sse_ticket` prefix.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("sse_ticket");

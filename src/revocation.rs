@@ -24,6 +24,26 @@ impl Revocations {
         self.revoked.insert(sub, at);
     }
 
+    /// When `sub` was revoked, if it is.
+    pub fn at(&self, sub: &Subject) -> Option<DateTime<Utc>> {
+        self.revoked.get(sub).map(|at| *at)
+    }
+
+    /// Replaces every revocation with `current`; returns the subjects revoked
+    /// anew (absent before, or revoked at another time).
+    pub fn replace_all(
+        &self,
+        current: impl IntoIterator<Item = (Subject, DateTime<Utc>)>,
+    ) -> Vec<Subject> {
+        let current: HashMap<Subject, DateTime<Utc>> = current.into_iter().collect();
+        self.revoked.retain(|sub, _| current.contains_key(sub));
+        current
+            .into_iter()
+            .filter(|(sub, at)| self.revoked.insert(sub.clone(), *at) != Some(*at))
+            .map(|(sub, _)| sub)
+            .collect()
+    }
+
     /// Forgets the revocation of `sub`.
     pub fn remove(&self, sub: &Subject) {
         self.revoked.remove(sub);

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::audit::AuditLog;
 use crate::auth::{KeyError, Subject, Verifier};
-use crate::broker::MemoryBroker;
+use crate::broker::{Broker, BrokerError, MemoryBroker, Notice, RedisBroker, RedisBrokerParts};
 use crate::clock::SharedClock;
 use crate::config::{Config, Retention};
 use crate::db::{BatchWriter, Database, DbError, StoredEvent};
@@ -18,8 +18,9 @@ use crate::dev::DevTokens;
 use crate::http;
 use crate::hub::{Hub, StreamSettings};
 use crate::metrics::Metrics;
+use crate::redis_link::{RedisLink, RedisLinkError};
 use crate::revocation::{Revocations, StreamRegistry};
-use crate::ticket::{MemoryStore, TicketStore, run_sweeper};
+use crate::ticket::{MemoryStore, RedisStore, TicketStore, run_sweeper};
 
 /// The `retry:` every stream starts with: how long a browser waits before
 /// reconnecting on its own.
@@ -45,6 +46,12 @@ pub enum StartError {
     /// The database cannot be opened or migrated.
     #[error(transparent)]
     Database(#[from] DbError),
+    /// Redis cannot be used.
+    #[error(transparent)]
+    Redis(#[from] RedisLinkError),
+    /// The broker cannot subscribe.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
     /// The listen address cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -86,7 +93,8 @@ impl Server {
         let verifier = Verifier::new(&config.keys, config.verifier.clone(), clock.clone())?;
         let shutdown = CancellationToken::new();
         let metrics = Arc::new(Metrics::new());
-        let tickets: Arc<dyn TicketStore> = Arc::new(MemoryStore::new(config.tickets));
+        let db = Database::open(&config.database_url).await?;
+        let (tickets, broker) = backends(&config, &db, &clock, &metrics, &shutdown).await?;
 
         let idle =
             chrono::TimeDelta::from_std(config.tickets.ttl).unwrap_or(chrono::TimeDelta::MAX);
@@ -101,7 +109,6 @@ impl Server {
             },
         ));
 
-        let db = Database::open(&config.database_url).await?;
         let history = (config.retention.history_max_per_topic > 0).then(|| {
             let writer_db = db.clone();
             let (writer, _task) =
@@ -135,7 +142,7 @@ impl Server {
         let hub = web::Data::new(Hub {
             verifier,
             tickets,
-            broker: Arc::new(MemoryBroker::new()),
+            broker,
             clock,
             metrics,
             streams: StreamSettings {
@@ -151,6 +158,9 @@ impl Server {
             history,
         });
         spawn_key_warm_up(hub.clone(), shutdown.clone());
+        if let Some(notices) = hub.broker.notices() {
+            tokio::spawn(apply_notices(hub.clone(), notices, shutdown.clone()));
+        }
 
         let listener = TcpListener::bind(&config.bind).map_err(|source| StartError::Bind {
             addr: config.bind.clone(),
@@ -212,6 +222,54 @@ impl Server {
         // Nothing accepted before the stop is lost.
         self.hub.flush().await;
         result
+    }
+}
+
+/// The ticket store and the broker: in memory, or in Redis when configured.
+async fn backends(
+    config: &Config,
+    db: &Database,
+    clock: &SharedClock,
+    metrics: &Arc<Metrics>,
+    shutdown: &CancellationToken,
+) -> Result<(Arc<dyn TicketStore>, Arc<dyn Broker>), StartError> {
+    use secrecy::ExposeSecret as _;
+    let Some(redis) = &config.redis else {
+        return Ok((
+            Arc::new(MemoryStore::new(config.tickets)),
+            Arc::new(MemoryBroker::new()),
+        ));
+    };
+    let link = RedisLink::connect(redis.url.expose_secret(), &redis.prefix).await?;
+    let broker = RedisBroker::start(RedisBrokerParts {
+        link: link.clone(),
+        history: (config.retention.history_max_per_topic > 0).then(|| db.clone()),
+        clock: clock.clone(),
+        metrics: metrics.clone(),
+        shutdown: shutdown.clone(),
+    })
+    .await?;
+    tokio::spawn(link.clone().run_prober(shutdown.clone()));
+    tracing::info!(prefix = %redis.prefix, "tickets and fan-out go through Redis");
+    Ok((
+        Arc::new(RedisStore::new(link, config.tickets)),
+        Arc::new(broker),
+    ))
+}
+
+/// Applies the revocation changes the broker hears of, until shutdown.
+async fn apply_notices(
+    hub: web::Data<Hub>,
+    mut notices: tokio::sync::mpsc::UnboundedReceiver<Notice>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let notice = tokio::select! {
+            () = shutdown.cancelled() => return,
+            notice = notices.recv() => notice,
+        };
+        let Some(notice) = notice else { return };
+        hub.apply_notice(notice).await;
     }
 }
 

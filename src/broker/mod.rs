@@ -1,6 +1,7 @@
 //! Events and the [`Broker`] that fans them out to open streams.
 
 mod memory;
+mod redis_broker;
 
 use std::sync::Arc;
 
@@ -10,9 +11,10 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::auth::{Topic, TopicPattern};
+use crate::auth::{Subject, Topic, TopicPattern};
 
 pub use memory::MemoryBroker;
+pub use redis_broker::{RedisBroker, RedisBrokerParts};
 
 /// The event type SSE clients receive when a frame has no `event:` line.
 pub const DEFAULT_EVENT_TYPE: &str = "message";
@@ -166,4 +168,39 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Checks the backend answers.
     async fn ping(&self) -> Result<(), String>;
+
+    /// Whether a publish would be accepted now, without asking the backend
+    /// (checked before an event is stored, so a refused event is not).
+    fn ready(&self) -> Result<(), BrokerError> {
+        Ok(())
+    }
+
+    /// Tells the other instances about a revocation change.
+    async fn announce(&self, _notice: &Notice) -> Result<(), BrokerError> {
+        Ok(())
+    }
+
+    /// The notices other instances (and this one) announced; `Some` once.
+    fn notices(&self) -> Option<mpsc::UnboundedReceiver<Notice>> {
+        None
+    }
+}
+
+/// A revocation change every instance must apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// `sub` was revoked at `at`: refuse its older tokens, close its streams.
+    Revoked {
+        /// The subject.
+        sub: Subject,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// The revocation of `sub` was lifted.
+    Lifted {
+        /// The subject.
+        sub: Subject,
+    },
+    /// Notices may have been missed: reload revocations from the database.
+    Resync,
 }

@@ -10,8 +10,8 @@ use crate::auth::TopicPattern;
 /// Rows per multi-row `INSERT`, well under both engines' bind-parameter limits.
 const INSERT_CHUNK: usize = 500;
 
-/// A published event as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A published event as stored (and as sent between instances).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StoredEvent {
     /// Its id (UUID v7).
     pub id: Uuid,
@@ -22,6 +22,7 @@ pub struct StoredEvent {
     /// Its data, serialized JSON.
     pub data: String,
     /// When it was accepted.
+    #[serde(with = "chrono::serde::ts_milliseconds")]
     pub published_at: DateTime<Utc>,
 }
 
@@ -87,6 +88,31 @@ impl Database {
             None => select.push("1 = 1"),
         };
         push_topic_filter(&mut select, patterns);
+        let newest = self.newest_first(select, limit).await?;
+        Ok(Replay {
+            gap: after_seq.is_none() || newest.gap,
+            events: newest.events,
+        })
+    }
+
+    /// Events published at or after `since`, at most `limit`, the newest
+    /// kept when there are more (`gap` then).
+    pub async fn published_since(
+        &self,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Replay, DbError> {
+        let mut select = Statement::new(
+            self.backend(),
+            "SELECT id, topic, kind, data, published_at FROM events WHERE published_at >= ",
+        );
+        select.int(to_millis(since));
+        self.newest_first(select, limit).await
+    }
+
+    /// Runs `select` (a `SELECT id, topic, kind, data, published_at … WHERE …`)
+    /// for its newest `limit` rows; returns them oldest first.
+    async fn newest_first(&self, mut select: Statement, limit: usize) -> Result<Replay, DbError> {
         select
             .push(" ORDER BY seq DESC LIMIT ")
             .int(i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1));
@@ -108,7 +134,7 @@ impl Database {
         events.reverse();
         Ok(Replay {
             events,
-            gap: after_seq.is_none() || truncated,
+            gap: truncated,
         })
     }
 

@@ -3,6 +3,7 @@
 
 mod memory;
 mod places;
+mod redis_store;
 mod sweeper;
 
 use std::fmt;
@@ -16,6 +17,7 @@ use uuid::Uuid;
 use crate::auth::{Subject, TopicPattern};
 
 pub use memory::MemoryStore;
+pub use redis_store::RedisStore;
 pub use sweeper::run_sweeper;
 
 /// A ticket's identity: a random UUID v4 (122 random bits).
@@ -91,6 +93,25 @@ impl Ticket {
             expires_at: issued_at
                 .checked_add_signed(ttl)
                 .unwrap_or(DateTime::<Utc>::MAX_UTC),
+        }
+    }
+
+    /// A ticket read back from a shared store.
+    pub(crate) fn restore(
+        id: TicketId,
+        sub: Subject,
+        topics: Vec<TopicPattern>,
+        bearer_exp: DateTime<Utc>,
+        issued_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id,
+            sub,
+            topics: topics.into(),
+            bearer_exp,
+            issued_at,
+            expires_at,
         }
     }
 

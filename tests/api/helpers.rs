@@ -8,6 +8,7 @@ use secrecy::SecretString;
 use serde_json::Value;
 use sse_ticket::auth::{KeySource, MintRequest, Permissions, Subject, TopicPattern, mint};
 use sse_ticket::clock::{Clock as _, ManualClock};
+use sse_ticket::config::RedisSettings;
 use sse_ticket::{Config, Stopper};
 
 /// Longest any test waits for something that should happen.
@@ -73,12 +74,30 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
-/// The test configuration: HMAC secret, port 0, the given database.
+/// The test configuration: HMAC secret, port 0, the given database, and the
+/// Redis backends (a namespace of its own) when `SSE_TICKET_TEST_REDIS_URL` is set.
 pub fn test_config(database_url: &str) -> Config {
     let mut config = Config::new(KeySource::Secret(SECRET.into()));
     config.bind = "127.0.0.1:0".into();
     config.database_url = database_url.to_owned();
+    config.redis = test_redis_url().map(|url| redis_settings(&url));
     config
+}
+
+/// The Redis the suite runs against, if any.
+pub fn test_redis_url() -> Option<String> {
+    std::env::var("SSE_TICKET_TEST_REDIS_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+}
+
+/// Redis at `url` under a fresh prefix: instances given the same settings
+/// share tickets and fan-out, and no other test sees them.
+pub fn redis_settings(url: &str) -> RedisSettings {
+    RedisSettings {
+        url: url.into(),
+        prefix: format!("test-{}:", uuid::Uuid::new_v4().simple()),
+    }
 }
 
 /// Starts a server after `tweak` has adjusted the default test configuration.

@@ -1,0 +1,291 @@
+//! Tickets in Redis, shared by every instance of a deployment.
+//!
+//! Keys (all under the configured prefix, all with a TTL):
+//! - `ticket:<id>`: the ticket, JSON; set with `SET NX PX`, redeemed with `GETDEL`.
+//! - `{tickets}`: every outstanding ticket id, scored by its expiry (Unix ms),
+//!   for the total cap and the sweeper.
+//! - `{tickets}:subject:<sub>`: the same for one subject, for its cap.
+//!
+//! The two sorted sets share the hash tag `{tickets}`, so the one script that
+//! checks both caps and reserves a place touches a single Redis Cluster slot;
+//! ticket keys spread over the cluster.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use redis::AsyncCommands as _;
+use serde::{Deserialize, Serialize};
+
+use super::{Grant, IssueError, RedeemError, StoreLimits, Ticket, TicketId, TicketStore};
+use crate::auth::{Subject, TopicPattern};
+use crate::redis_link::RedisLink;
+
+/// Checks both caps and reserves a place, atomically.
+/// KEYS: all tickets, the subject's tickets.
+/// ARGV: now (ms), expiry (ms), id, per-subject cap, total cap, TTL (ms).
+/// Returns `{0, _}` when reserved, `{1, oldest expiry}` when the subject is
+/// at its cap, `{2, _}` when the store is.
+const RESERVE: &str = r"
+local now = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then
+  local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  return {1, oldest[2]}
+end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[5]) then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+  if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[5]) then
+    return {2, '0'}
+  end
+end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+redis.call('PEXPIRE', KEYS[2], ARGV[6])
+return {0, '0'}
+";
+
+/// Forgets every ticket of a subject; returns their ids.
+/// KEYS: all tickets, the subject's tickets.
+const FORGET_SUBJECT: &str = r"
+local ids = redis.call('ZRANGE', KEYS[2], 0, -1)
+for _, id in ipairs(ids) do
+  redis.call('ZREM', KEYS[1], id)
+end
+redis.call('DEL', KEYS[2])
+return ids
+";
+
+/// A ticket as stored in Redis.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    sub: Subject,
+    topics: Vec<TopicPattern>,
+    #[serde(with = "chrono::serde::ts_milliseconds")]
+    bearer_exp: DateTime<Utc>,
+    #[serde(with = "chrono::serde::ts_milliseconds")]
+    issued_at: DateTime<Utc>,
+    #[serde(with = "chrono::serde::ts_milliseconds")]
+    expires_at: DateTime<Utc>,
+}
+
+/// Tickets in Redis: issued on one instance, redeemable exactly once on any.
+#[derive(Debug)]
+pub struct RedisStore {
+    link: Arc<RedisLink>,
+    limits: StoreLimits,
+    all: String,
+}
+
+impl RedisStore {
+    /// A store on `link` with these bounds.
+    pub fn new(link: Arc<RedisLink>, limits: StoreLimits) -> Self {
+        Self {
+            all: link.key("{tickets}"),
+            link,
+            limits,
+        }
+    }
+
+    fn ticket_key(&self, id: TicketId) -> String {
+        self.link.key(&format!("ticket:{id}"))
+    }
+
+    fn subject_key(&self, sub: &Subject) -> String {
+        format!("{}:subject:{}", self.all, sub.as_str())
+    }
+
+    fn ttl_ms(&self) -> u64 {
+        u64::try_from(self.limits.ttl.as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+fn millis(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis()
+}
+
+#[async_trait]
+impl TicketStore for RedisStore {
+    async fn issue(&self, grant: Grant, now: DateTime<Utc>) -> Result<Ticket, IssueError> {
+        let ticket = Ticket::new(grant, now, self.limits.ttl);
+        let stored = serde_json::to_string(&Stored {
+            sub: ticket.sub().clone(),
+            topics: ticket.topics().to_vec(),
+            bearer_exp: ticket.bearer_exp(),
+            issued_at: ticket.issued_at(),
+            expires_at: ticket.expires_at(),
+        })
+        .map_err(|e| IssueError::Unavailable(e.to_string()))?;
+        let ticket_key = self.ticket_key(ticket.id());
+        let subject_key = self.subject_key(ticket.sub());
+        let mut pipe = redis::pipe();
+        pipe.cmd("EVAL")
+            .arg(RESERVE)
+            .arg(2)
+            .arg(&self.all)
+            .arg(&subject_key)
+            .arg(millis(now))
+            .arg(millis(ticket.expires_at()))
+            .arg(ticket.id().to_string())
+            .arg(self.limits.per_subject)
+            .arg(self.limits.total)
+            .arg(self.ttl_ms())
+            .cmd("SET")
+            .arg(&ticket_key)
+            .arg(stored)
+            .arg("NX")
+            .arg("PX")
+            .arg(self.ttl_ms());
+        let ((verdict, oldest), set): ((i64, String), Option<String>) = self
+            .link
+            .run(|mut c| async move { pipe.query_async(&mut c).await })
+            .await
+            .map_err(IssueError::Unavailable)?;
+        let refusal = match verdict {
+            0 if set.is_some() => return Ok(ticket),
+            // A UUID v4 collision: in practice never.
+            0 => IssueError::Unavailable("ticket id collision; retry".into()),
+            1 => {
+                let oldest = oldest
+                    .parse::<f64>()
+                    .ok()
+                    .and_then(|ms| DateTime::from_timestamp_millis(ms as i64))
+                    .unwrap_or(now);
+                IssueError::TooMany {
+                    retry_after: (oldest - now).to_std().unwrap_or_default(),
+                }
+            }
+            _ => IssueError::Full,
+        };
+        // Refused: the ticket written beside the check goes again; nobody
+        // has seen its id. Should this fail, its TTL removes it.
+        let id = ticket.id().to_string();
+        let all = self.all.clone();
+        let reserved = verdict == 0;
+        let _ = self
+            .link
+            .run(|mut c| async move {
+                let mut undo = redis::pipe();
+                undo.del(&ticket_key).ignore();
+                if reserved {
+                    undo.zrem(&all, &id)
+                        .ignore()
+                        .zrem(&subject_key, &id)
+                        .ignore();
+                }
+                undo.query_async::<()>(&mut c).await
+            })
+            .await;
+        Err(refusal)
+    }
+
+    async fn redeem(&self, id: TicketId, now: DateTime<Utc>) -> Result<Ticket, RedeemError> {
+        let key = self.ticket_key(id);
+        let member = id.to_string();
+        let all = self.all.clone();
+        let (stored, _): (Option<String>, i64) = self
+            .link
+            .run(|mut c| async move {
+                redis::pipe()
+                    .cmd("GETDEL")
+                    .arg(&key)
+                    .zrem(&all, &member)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await
+            .map_err(RedeemError::Unavailable)?;
+        let stored: Stored = stored
+            .and_then(|raw| serde_json::from_str(&raw).ok())
+            .ok_or(RedeemError::Unknown)?;
+        // The subject's place; if this fails, expiry frees it.
+        let subject_key = self.subject_key(&stored.sub);
+        let member = id.to_string();
+        let _ = self
+            .link
+            .run(|mut c| async move { c.zrem::<_, _, i64>(subject_key, member).await })
+            .await;
+        let ticket = Ticket::restore(
+            id,
+            stored.sub,
+            stored.topics,
+            stored.bearer_exp,
+            stored.issued_at,
+            stored.expires_at,
+        );
+        if ticket.is_expired(now) {
+            return Err(RedeemError::Expired);
+        }
+        Ok(ticket)
+    }
+
+    async fn revoke_subject(&self, sub: &Subject) -> usize {
+        let all = self.all.clone();
+        let subject_key = self.subject_key(sub);
+        let forgotten = self
+            .link
+            .run(|mut c| async move {
+                redis::cmd("EVAL")
+                    .arg(FORGET_SUBJECT)
+                    .arg(2)
+                    .arg(all)
+                    .arg(subject_key)
+                    .query_async::<Vec<String>>(&mut c)
+                    .await
+            })
+            .await;
+        let ids = match forgotten {
+            Ok(ids) if ids.is_empty() => return 0,
+            Ok(ids) => ids,
+            Err(error) => {
+                // The revocation time still refuses them at redemption.
+                tracing::warn!(%error, "cannot drop the subject's tickets in Redis");
+                return 0;
+            }
+        };
+        let mut unlink = redis::pipe();
+        for id in &ids {
+            unlink.unlink(self.link.key(&format!("ticket:{id}")));
+        }
+        self.link
+            .run(|mut c| async move { unlink.query_async::<Vec<usize>>(&mut c).await })
+            .await
+            .map_or(0, |removed| removed.into_iter().sum())
+    }
+
+    async fn sweep_expired(&self, now: DateTime<Utc>) -> usize {
+        let all = self.all.clone();
+        self.link
+            .run(|mut c| async move {
+                c.zrembyscore::<_, _, _, usize>(all, "-inf", millis(now))
+                    .await
+            })
+            .await
+            .unwrap_or(0)
+    }
+
+    async fn next_expiry(&self) -> Option<DateTime<Utc>> {
+        let all = self.all.clone();
+        let first: Vec<(String, f64)> = self
+            .link
+            .run(|mut c| async move { c.zrange_withscores(all, 0, 0).await })
+            .await
+            .ok()?;
+        first
+            .first()
+            .and_then(|(_, ms)| DateTime::from_timestamp_millis(*ms as i64))
+    }
+
+    async fn outstanding(&self) -> usize {
+        let all = self.all.clone();
+        self.link
+            .run(|mut c| async move { c.zcard::<_, usize>(all).await })
+            .await
+            .unwrap_or(0)
+    }
+
+    async fn ping(&self) -> Result<(), String> {
+        self.link.ping().await
+    }
+}
