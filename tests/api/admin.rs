@@ -11,7 +11,7 @@ use crate::helpers::{
 };
 
 impl TestApp {
-    async fn revoke(&self, sub: &str) -> reqwest::Response {
+    pub(crate) async fn revoke(&self, sub: &str) -> reqwest::Response {
         self.client
             .post(self.url("/admin/revoke"))
             .bearer_auth(self.admin_token("ops"))

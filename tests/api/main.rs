@@ -4,6 +4,7 @@ mod admin;
 mod bearer;
 mod browser;
 mod cli;
+mod cluster;
 mod cors;
 mod helpers;
 mod openapi;

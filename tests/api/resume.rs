@@ -12,7 +12,12 @@ use crate::helpers::{
 
 /// Opens a stream for `sub` on `topics` resuming after `last_event_id`, and
 /// reads through `ready`.
-async fn resume(app: &TestApp, sub: &str, topics: &[&str], last_event_id: &str) -> SseStream {
+pub(crate) async fn resume(
+    app: &TestApp,
+    sub: &str,
+    topics: &[&str],
+    last_event_id: &str,
+) -> SseStream {
     let ticket = app.ticket(&app.token(sub, topics, &[]), topics).await;
     let response = app
         .client

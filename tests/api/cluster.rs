@@ -1,0 +1,394 @@
+//! Several instances on one Redis and one database, as behind a load
+//! balancer; and what happens when Redis goes away and comes back.
+//!
+//! They need a Redis: `.ci/run` runs them with `SSE_TICKET_TEST_REDIS_URL`
+//! (and Postgres as the shared database); the outage test starts a
+//! `redis-server` of its own.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use sse_ticket::Config;
+use sse_ticket::clock::ManualClock;
+use tokio::sync::mpsc;
+
+use crate::helpers::{
+    SseStream, TestApp, assert_error, fresh_database_url, redis_settings, spawn_config_with_clock,
+    test_config, test_redis_url,
+};
+use crate::resume::resume;
+
+const NEEDS_REDIS: &str = "set SSE_TICKET_TEST_REDIS_URL to a Redis these tests may write to";
+
+/// Two instances sharing a Redis namespace, a database and a clock.
+async fn spawn_pair_on(redis_url: &str, tweak: impl Fn(&mut Config)) -> (TestApp, TestApp) {
+    let database_url = fresh_database_url().await;
+    let redis = redis_settings(redis_url);
+    let clock = ManualClock::default();
+    let config = || {
+        let mut config = test_config(&database_url);
+        config.redis = Some(redis.clone());
+        tweak(&mut config);
+        config
+    };
+    let a = spawn_config_with_clock(config(), clock.clone()).await;
+    let b = spawn_config_with_clock(config(), clock).await;
+    (a, b)
+}
+
+async fn spawn_pair(tweak: impl Fn(&mut Config)) -> (TestApp, TestApp) {
+    let url = test_redis_url().expect(NEEDS_REDIS);
+    spawn_pair_on(&url, tweak).await
+}
+
+#[tokio::test]
+#[ignore = "needs Redis: .ci/run runs it with SSE_TICKET_TEST_REDIS_URL"]
+async fn a_ticket_from_one_instance_redeems_exactly_once_on_either() {
+    let (a, b) = spawn_pair(|_| {}).await;
+    let alice = a.token("alice", &[], &[]);
+
+    let ticket = a.ticket(&alice, &[]).await;
+    let _stream = b.stream(&ticket).await;
+    for app in [&a, &b] {
+        assert_error(app.get_stream(&ticket).await, 401, "invalid_ticket").await;
+    }
+
+    // A race of 60 connects with one ticket, half on each instance.
+    let ticket = b.ticket(&alice, &[]).await;
+    let attempts = (0..60).map(|i| if i % 2 == 0 { &a } else { &b }.get_stream(&ticket));
+    let responses = futures_util::future::join_all(attempts).await;
+    let statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 401).count(),
+        59,
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs Redis: .ci/run runs it with SSE_TICKET_TEST_REDIS_URL"]
+async fn an_event_published_on_one_instance_reaches_streams_on_both() {
+    let (a, b) = spawn_pair(|_| {}).await;
+    let mut on_a = a.subscribe("alice", &["orders/*"]).await;
+    let mut on_b = b.subscribe("bob", &["orders/42"]).await;
+    for (publisher, n) in [(&a, 1), (&b, 2)] {
+        let id = publisher
+            .publish("orders/42", Some("order.paid"), json!({ "n": n }))
+            .await;
+        for stream in [&mut on_a, &mut on_b] {
+            let frame = stream.next_event().await;
+            assert_eq!(frame.id.as_deref(), Some(id.as_str()), "same id everywhere");
+            assert_eq!(frame.event.as_deref(), Some("order.paid"));
+            assert_eq!(frame.json(), json!({ "n": n }));
+        }
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs Redis: .ci/run runs it with SSE_TICKET_TEST_REDIS_URL"]
+async fn a_revocation_on_one_instance_closes_streams_on_the_other() {
+    let (a, b) = spawn_pair(|_| {}).await;
+    let alice = a.token("alice", &["t"], &[]);
+    let ticket = a.ticket(&alice, &["t"]).await;
+    let mut on_a = a.stream(&ticket).await;
+    let mut bystander = a.subscribe("bob", &["t"]).await;
+
+    assert_eq!(b.revoke("alice").await.status(), 200);
+
+    let close = on_a.next_event().await;
+    assert_eq!(close.event.as_deref(), Some("close"));
+    assert_eq!(close.json(), json!({ "reason": "revoked" }));
+    on_a.assert_ends().await;
+    // Instance A refuses the revoked token too, not only B.
+    let refused = a.post_sse_token(Some(&alice), None).await;
+    assert_error(refused, 401, "token_revoked").await;
+    // Others' streams carry on.
+    let id = b.publish("t", None, json!("still here")).await;
+    assert_eq!(
+        bystander.next_event().await.id.as_deref(),
+        Some(id.as_str())
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs Redis: .ci/run runs it with SSE_TICKET_TEST_REDIS_URL"]
+async fn resuming_on_the_other_instance_is_gapless() {
+    const TOTAL: usize = 240;
+    let (a, b) = spawn_pair(|_| {}).await;
+    let (a, b) = (Arc::new(a), Arc::new(b));
+    let mut stream = a.subscribe("alice", &["seq"]).await;
+    let publisher = tokio::spawn({
+        let (a, b) = (a.clone(), b.clone());
+        async move {
+            for n in 0..TOTAL {
+                let app = if n % 2 == 0 { &a } else { &b };
+                app.publish("seq", None, json!(n)).await;
+            }
+        }
+    });
+    let mut received: Vec<usize> = Vec::new();
+    let mut reconnects = 0;
+    while received.len() < TOTAL {
+        let frame = stream.next_event().await;
+        let n: usize = serde_json::from_value(frame.json()).expect("a number");
+        received.push(n);
+        // Every 30 events, reconnect to the other instance and resume.
+        if received.len().is_multiple_of(30) && received.len() < TOTAL {
+            drop(stream);
+            reconnects += 1;
+            let other = if reconnects % 2 == 1 { &b } else { &a };
+            stream = resume(other, "alice", &["seq"], &frame.id.expect("an id")).await;
+        }
+    }
+    publisher.await.expect("publisher");
+    assert!(reconnects >= 7);
+    assert_eq!(
+        received,
+        (0..TOTAL).collect::<Vec<_>>(),
+        "in order, no gap, no duplicate"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs Redis: .ci/run runs it with SSE_TICKET_TEST_REDIS_URL"]
+async fn the_per_subject_cap_holds_across_instances() {
+    let (a, b) = spawn_pair(|c| c.tickets.per_subject = 3).await;
+    let alice = a.token("alice", &[], &[]);
+    a.ticket(&alice, &[]).await;
+    b.ticket(&alice, &[]).await;
+    let third = a.ticket(&alice, &[]).await;
+    for app in [&a, &b] {
+        let refused = app.post_sse_token(Some(&alice), None).await;
+        assert_eq!(refused.headers()["retry-after"], "60");
+        assert_error(refused, 429, "too_many_tickets").await;
+    }
+    // Others are unaffected; redeeming on B frees a place on A.
+    b.ticket(&b.token("bob", &[], &[]), &[]).await;
+    let _stream = b.stream(&third).await;
+    a.ticket(&alice, &[]).await;
+    assert_error(
+        b.post_sse_token(Some(&alice), None).await,
+        429,
+        "too_many_tickets",
+    )
+    .await;
+}
+
+/// A `redis-server` of the test's own, on a free port, to stop and start.
+struct OwnRedis {
+    port: u16,
+    process: Option<tokio::process::Child>,
+}
+
+impl OwnRedis {
+    async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut redis = Self {
+            port,
+            process: None,
+        };
+        redis.restart().await;
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server (again) and waits until it answers.
+    async fn restart(&mut self) {
+        let process = tokio::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--port", &self.port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server runs (Debian package redis-server)");
+        self.process = Some(process);
+        self.connect().await;
+    }
+
+    /// A connection of the test's own, once the server answers.
+    async fn connect(&self) -> redis::aio::MultiplexedConnection {
+        let client = redis::Client::open(self.url()).expect("URL");
+        let deadline = tokio::time::Instant::now() + crate::helpers::PATIENCE;
+        loop {
+            if let Ok(mut connection) = client.get_multiplexed_async_connection().await
+                && redis::cmd("PING")
+                    .query_async::<()>(&mut connection)
+                    .await
+                    .is_ok()
+            {
+                return connection;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "redis-server answers"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.kill().await.expect("stop redis-server");
+        }
+    }
+}
+
+/// Collects the ids of `stream`'s events until one of type `end`.
+fn collect_until_end(mut stream: SseStream) -> tokio::task::JoinHandle<Vec<String>> {
+    tokio::spawn(async move {
+        let mut ids = Vec::new();
+        loop {
+            let frame = stream.next_event().await;
+            if frame.event.as_deref() == Some("end") {
+                return ids;
+            }
+            ids.push(frame.id.expect("an event id"));
+        }
+    })
+}
+
+/// Polls `path` on `app` until it answers `status`.
+async fn wait_for_status(app: &TestApp, path: &str, status: u16) -> Value {
+    let deadline = tokio::time::Instant::now() + crate::helpers::PATIENCE;
+    loop {
+        let response = app.get(path).await;
+        if response.status() == status {
+            return response.json().await.unwrap_or(Value::Null);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{path} never answered {status}"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server: .ci/run runs it with SSE_TICKET_TEST_REDIS_URL"]
+async fn a_redis_outage_answers_503_then_recovers_without_losing_events() {
+    assert!(test_redis_url().is_some(), "{NEEDS_REDIS}");
+    let mut redis = OwnRedis::start().await;
+    let (a, b) = spawn_pair_on(&redis.url(), |_| {}).await;
+    let (a, b) = (Arc::new(a), Arc::new(b));
+    let readers = [
+        collect_until_end(a.subscribe("alice", &["t"]).await),
+        collect_until_end(b.subscribe("bob", &["t"]).await),
+    ];
+
+    // A publisher that never stops trying, on both instances in turn.
+    let (results, mut answered) = mpsc::unbounded_channel::<(u16, Option<String>)>();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let publisher = tokio::spawn({
+        let (a, b, stop) = (a.clone(), b.clone(), stop.clone());
+        async move {
+            let bearer = a.token("publisher", &[], &["*"]);
+            let mut accepted = Vec::new();
+            for n in 0.. {
+                if stop.is_cancelled() {
+                    return accepted;
+                }
+                let app = if n % 2 == 0 { &a } else { &b };
+                let response = app
+                    .post_publish(
+                        Some(&bearer),
+                        &json!({ "topic": "t", "data": n }).to_string(),
+                    )
+                    .await;
+                let status = response.status().as_u16();
+                let id = if status == 200 {
+                    let json: Value = response.json().await.expect("JSON");
+                    let id = json["id"].as_str().expect("id").to_owned();
+                    accepted.push(id.clone());
+                    Some(id)
+                } else {
+                    assert_error(response, 503, "unavailable").await;
+                    None
+                };
+                let _ = results.send((status, id));
+            }
+            accepted
+        }
+    });
+    let mut wait_for = async |status: u16, count: usize| {
+        let mut seen = 0;
+        while seen < count {
+            let (got, _) = answered.recv().await.expect("the publisher runs");
+            if got == status {
+                seen += 1;
+            }
+        }
+    };
+
+    wait_for(200, 20).await;
+    // One instance at a time loses its subscription: while it re-subscribes,
+    // the other's publishes succeed, and its streams must still get them.
+    let mut admin = redis.connect().await;
+    for _ in 0..10 {
+        let clients: String = redis::cmd("CLIENT")
+            .arg(&["LIST", "TYPE", "pubsub"][..])
+            .query_async(&mut admin)
+            .await
+            .expect("CLIENT LIST");
+        let id = clients
+            .split_whitespace()
+            .find_map(|field| field.strip_prefix("id="))
+            .expect("a subscribed instance");
+        let _: () = redis::cmd("CLIENT")
+            .arg(&["KILL", "ID", id][..])
+            .query_async(&mut admin)
+            .await
+            .expect("CLIENT KILL");
+        wait_for(200, 10).await;
+    }
+
+    redis.stop().await;
+    wait_for(503, 20).await;
+    for app in [&a, &b] {
+        let ready = wait_for_status(app, "/readyz", 503).await;
+        assert_eq!(ready["error"], "unavailable", "{ready}");
+        assert_eq!(ready["backends"]["tickets"], "unavailable", "{ready}");
+        assert_eq!(ready["backends"]["broker"], "unavailable", "{ready}");
+        let bearer = app.token("carol", &[], &[]);
+        assert_error(
+            app.post_sse_token(Some(&bearer), None).await,
+            503,
+            "unavailable",
+        )
+        .await;
+    }
+
+    redis.restart().await;
+    for app in [&a, &b] {
+        wait_for_status(app, "/readyz", 200).await;
+    }
+    wait_for(200, 40).await;
+    // Tickets work again, across instances.
+    let ticket = b.ticket(&b.token("carol", &[], &[]), &[]).await;
+    let _stream = a.stream(&ticket).await;
+
+    stop.cancel();
+    let accepted = publisher.await.expect("the publisher never saw a 500");
+    a.publish("t", Some("end"), Value::Null).await;
+    for reader in readers {
+        let received = reader.await.expect("the stream stayed open throughout");
+        let delivered: Vec<&String> = received.iter().filter(|id| accepted.contains(id)).collect();
+        let missing = accepted.iter().filter(|id| !received.contains(id)).count();
+        assert!(
+            delivered == accepted.iter().collect::<Vec<_>>(),
+            "every event answered 200 arrives, once, in order: {missing} of {} missing, {} received",
+            accepted.len(),
+            delivered.len()
+        );
+    }
+}
