@@ -420,9 +420,9 @@ impl Hub {
             .await
             .map_err(|e| ApiError::Unavailable(e.to_string()))?;
         self.revocations.remove(&sub);
-        self.tell_instances(Notice::Lifted { sub: sub.clone() })
-            .await;
         if lifted {
+            self.tell_instances(Notice::Lifted { sub: sub.clone() })
+                .await;
             tracing::warn!("revocation lifted");
             let mut record = entry(AuditAction::RevocationLifted, self.clock.now(), client);
             record.sub = Some(sub.to_string());
@@ -445,8 +445,10 @@ impl Hub {
     pub async fn apply_notice(&self, notice: Notice) {
         match notice {
             Notice::Revoked { sub, at } => {
-                // Our own announcement coming back: already applied.
-                if self.revocations.at(&sub) == Some(at) {
+                // Our own announcement coming back (times travel in whole
+                // milliseconds): already applied.
+                let known = self.revocations.at(&sub).map(|t| t.timestamp_millis());
+                if known == Some(at.timestamp_millis()) {
                     return;
                 }
                 self.revocations.insert(sub.clone(), at);

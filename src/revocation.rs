@@ -120,3 +120,34 @@ impl StreamRegistry {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeDelta;
+
+    use super::*;
+
+    fn sub(raw: &str) -> Subject {
+        Subject::parse(raw).expect("subject")
+    }
+
+    #[test]
+    fn replacing_all_names_only_the_subjects_revoked_anew() {
+        let revocations = Revocations::default();
+        let then = Utc::now();
+        revocations.insert(sub("kept"), then);
+        revocations.insert(sub("lifted"), then);
+        revocations.insert(sub("again"), then);
+        let later = then + TimeDelta::seconds(5);
+        let mut anew = revocations.replace_all([
+            (sub("kept"), then),
+            (sub("again"), later),
+            (sub("new"), later),
+        ]);
+        anew.sort();
+        assert_eq!(anew, [sub("again"), sub("new")]);
+        assert_eq!(revocations.at(&sub("kept")), Some(then));
+        assert_eq!(revocations.at(&sub("again")), Some(later));
+        assert_eq!(revocations.at(&sub("lifted")), None);
+    }
+}

@@ -32,8 +32,11 @@ use crate::db::{Database, StoredEvent};
 use crate::metrics::Metrics;
 use crate::redis_link::{BACKOFF_MAX, BACKOFF_MIN, RedisLink};
 
-/// How long subscribing may take.
+/// How long subscribing, or a ping on the subscription, may take.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often the subscription is pinged, so a connection that died without
+/// closing (a network partition) is noticed.
+const PING_INTERVAL: Duration = Duration::from_secs(5);
 /// How far before the subscription was lost the catch-up reads history, to
 /// cover events stored before but published after that moment.
 const CATCH_UP_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
@@ -190,15 +193,15 @@ impl Broker for RedisBroker {
     }
 }
 
+/// The instance's pub/sub connection: commands (pings) and messages.
+type PubSub = (redis::aio::PubSubSink, redis::aio::PubSubStream);
+
 /// Opens the instance's pub/sub connection and subscribes to `channels`.
-async fn subscribe(
-    link: &RedisLink,
-    channels: &[String; 2],
-) -> Result<redis::aio::PubSubStream, String> {
+async fn subscribe(link: &RedisLink, channels: &[String; 2]) -> Result<PubSub, String> {
     let connect = async {
-        let mut pubsub = link.client().get_async_pubsub().await?;
-        pubsub.subscribe(&channels[..]).await?;
-        Ok::<_, redis::RedisError>(pubsub.into_on_message())
+        let (mut sink, messages) = link.client().get_async_pubsub().await?.split();
+        sink.subscribe(&channels[..]).await?;
+        Ok::<_, redis::RedisError>((sink, messages))
     };
     match tokio::time::timeout(SUBSCRIBE_TIMEOUT, connect).await {
         Ok(Ok(stream)) => Ok(stream),
@@ -241,10 +244,10 @@ struct Listener {
 }
 
 impl Listener {
-    async fn run(mut self, first: redis::aio::PubSubStream) {
-        let mut messages = first;
+    async fn run(mut self, first: PubSub) {
+        let mut pubsub = first;
         loop {
-            self.drain(&mut messages).await;
+            self.drain(&mut pubsub).await;
             self.subscribed.store(false, Ordering::Release);
             if self.parts.shutdown.is_cancelled() {
                 return;
@@ -254,7 +257,7 @@ impl Listener {
             let Some(again) = self.resubscribe().await else {
                 return;
             };
-            messages = again;
+            pubsub = again;
             self.catch_up(lost_at).await;
             self.subscribed.store(true, Ordering::Release);
             let _ = self.notices.send(Notice::Resync);
@@ -262,12 +265,22 @@ impl Listener {
         }
     }
 
-    /// Handles messages until the connection ends or the service stops.
-    async fn drain(&mut self, messages: &mut redis::aio::PubSubStream) {
+    /// Handles messages until the connection ends, stops answering pings,
+    /// or the service stops.
+    async fn drain(&mut self, (sink, messages): &mut PubSub) {
+        let mut ping = tokio::time::interval(PING_INTERVAL);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ping.reset();
         loop {
             let message = tokio::select! {
                 () = self.parts.shutdown.cancelled() => return,
                 message = messages.next() => message,
+                _ = ping.tick() => {
+                    match tokio::time::timeout(SUBSCRIBE_TIMEOUT, sink.ping::<redis::Value>()).await {
+                        Ok(Ok(_)) => continue,
+                        _ => return,
+                    }
+                }
             };
             let Some(message) = message else { return };
             let payload = message.get_payload_bytes();
@@ -304,7 +317,7 @@ impl Listener {
     }
 
     /// Subscribes again, backing off while Redis is away; `None` at shutdown.
-    async fn resubscribe(&self) -> Option<redis::aio::PubSubStream> {
+    async fn resubscribe(&self) -> Option<PubSub> {
         let mut wait = BACKOFF_MIN;
         loop {
             match subscribe(&self.parts.link, &self.channels).await {

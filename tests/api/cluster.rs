@@ -352,8 +352,10 @@ async fn a_redis_outage_answers_503_then_recovers_without_losing_events() {
         wait_for(200, 10).await;
     }
 
+    let held = a.ticket(&a.token("carol", &[], &[]), &[]).await;
     redis.stop().await;
     wait_for(503, 20).await;
+    assert_error(b.get_stream(&held).await, 503, "unavailable").await;
     for app in [&a, &b] {
         let ready = wait_for_status(app, "/readyz", 503).await;
         assert_eq!(ready["error"], "unavailable", "{ready}");
