@@ -6,7 +6,9 @@
 #   3. one event to 10,000 streams, sse-ticket against nginx + nchan (alternating rounds)
 #   4. 100 events/s to 1,000 streams
 #   5. soak: 60 s of issuing with no redemption, RSS sampled every second
-# Usage: bench/load-targets.sh [runs] [only]   (only: issue|streams|fanout|steady|soak)
+#   6. /sse-token and one event to 10,000 streams with the Redis backends
+#      against the in-memory ones (alternating rounds; Redis at $REDIS_URL)
+# Usage: bench/load-targets.sh [runs] [only]   (only: issue|streams|fanout|steady|soak|redis)
 # Every JSON line goes to $OUT (default target/load-targets/<time>/).
 # Needs nginx with nchan for 3 (apt-get install nginx libnginx-mod-nchan).
 set -euo pipefail
@@ -116,6 +118,27 @@ if want soak; then
         load soak --url "$URL" --server-pid "$SERVER_PID" soak --duration 60s --ticket-ttl 20s \
             | jq -c 'del(.rss_kb)'
         stop_server
+    done
+fi
+if want redis; then
+    REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/0}"
+    echo "== 6. Redis backends ($REDIS_URL) against in-memory: $RUNS alternating rounds of /sse-token (8 s, 32 connections) and one event to 10,000 streams"
+    for round in $(seq 1 "$RUNS"); do
+        for backend in memory redis; do
+            if [ "$backend" = redis ]; then
+                start_server --redis-url "$REDIS_URL" --redis-prefix "bench-$(date +%s)-$round:"
+            else
+                start_server
+            fi
+            load "backend-issue-$backend" --url "$URL" issue --duration 8s --connections 32 \
+                | jq -c "{backend: \"$backend\", path, ok_rps, p99_ms, errors}"
+            load "backend-fanout-$backend" --url "$URL" fanout --subs 10000 --events 5 --rate 1 \
+                | jq -c "{backend: \"$backend\", delivered, expected, p50_ms, p99_ms, max_ms}"
+            stop_server
+        done
+    done
+    for backend in memory redis; do
+        echo "median $backend: /sse-token $(median "$OUT/backend-issue-$backend.jsonl" .ok_rps) req/s (p99 $(median "$OUT/backend-issue-$backend.jsonl" .p99_ms) ms); fan-out p50 $(median "$OUT/backend-fanout-$backend.jsonl" .p50_ms) ms, p99 $(median "$OUT/backend-fanout-$backend.jsonl" .p99_ms) ms"
     done
 fi
 echo "JSON lines and summaries: $OUT"
