@@ -13,8 +13,8 @@ use sse_ticket::clock::ManualClock;
 use tokio::sync::mpsc;
 
 use crate::helpers::{
-    SseStream, TestApp, assert_error, fresh_database_url, redis_settings, spawn_config_with_clock,
-    test_config, test_redis_url,
+    OwnRedis, SseStream, TestApp, assert_error, fresh_database_url, redis_settings,
+    spawn_config_with_clock, test_config, test_redis_url,
 };
 use crate::resume::resume;
 
@@ -177,71 +177,6 @@ async fn the_per_subject_cap_holds_across_instances() {
         "too_many_tickets",
     )
     .await;
-}
-
-/// A `redis-server` of the test's own, on a free port, to stop and start.
-struct OwnRedis {
-    port: u16,
-    process: Option<tokio::process::Child>,
-}
-
-impl OwnRedis {
-    async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let mut redis = Self {
-            port,
-            process: None,
-        };
-        redis.restart().await;
-        redis
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Starts the server (again) and waits until it answers.
-    async fn restart(&mut self) {
-        let process = tokio::process::Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .args(["--port", &self.port.to_string()])
-            .stdout(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("redis-server runs (Debian package redis-server)");
-        self.process = Some(process);
-        self.connect().await;
-    }
-
-    /// A connection of the test's own, once the server answers.
-    async fn connect(&self) -> redis::aio::MultiplexedConnection {
-        let client = redis::Client::open(self.url()).expect("URL");
-        let deadline = tokio::time::Instant::now() + crate::helpers::PATIENCE;
-        loop {
-            if let Ok(mut connection) = client.get_multiplexed_async_connection().await
-                && redis::cmd("PING")
-                    .query_async::<()>(&mut connection)
-                    .await
-                    .is_ok()
-            {
-                return connection;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "redis-server answers"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn stop(&mut self) {
-        if let Some(mut process) = self.process.take() {
-            process.kill().await.expect("stop redis-server");
-        }
-    }
 }
 
 /// Collects the ids of `stream`'s events until one of type `end`.
