@@ -161,7 +161,6 @@ impl TicketStore for RedisStore {
         // Refused: the ticket written beside the check goes again; nobody
         // has seen its id. Should this fail, its TTL removes it.
         let id = ticket.id().to_string();
-        let all = self.all.clone();
         let reserved = verdict == 0;
         let _ = self
             .link
@@ -169,7 +168,7 @@ impl TicketStore for RedisStore {
                 let mut undo = redis::pipe();
                 undo.del(&ticket_key).ignore();
                 if reserved {
-                    undo.zrem(&all, &id)
+                    undo.zrem(&self.all, &id)
                         .ignore()
                         .zrem(&subject_key, &id)
                         .ignore();
@@ -183,14 +182,13 @@ impl TicketStore for RedisStore {
     async fn redeem(&self, id: TicketId, now: DateTime<Utc>) -> Result<Ticket, RedeemError> {
         let key = self.ticket_key(id);
         let member = id.to_string();
-        let all = self.all.clone();
         let (stored, _): (Option<String>, i64) = self
             .link
             .run(|mut c| async move {
                 redis::pipe()
                     .cmd("GETDEL")
                     .arg(&key)
-                    .zrem(&all, &member)
+                    .zrem(&self.all, &member)
                     .query_async(&mut c)
                     .await
             })
@@ -221,7 +219,6 @@ impl TicketStore for RedisStore {
     }
 
     async fn revoke_subject(&self, sub: &Subject) -> usize {
-        let all = self.all.clone();
         let subject_key = self.subject_key(sub);
         let forgotten = self
             .link
@@ -229,7 +226,7 @@ impl TicketStore for RedisStore {
                 redis::cmd("EVAL")
                     .arg(FORGET_SUBJECT)
                     .arg(2)
-                    .arg(all)
+                    .arg(&self.all)
                     .arg(subject_key)
                     .query_async::<Vec<String>>(&mut c)
                     .await
@@ -255,10 +252,9 @@ impl TicketStore for RedisStore {
     }
 
     async fn sweep_expired(&self, now: DateTime<Utc>) -> usize {
-        let all = self.all.clone();
         self.link
             .run(|mut c| async move {
-                c.zrembyscore::<_, _, _, usize>(all, "-inf", millis(now))
+                c.zrembyscore::<_, _, _, usize>(&self.all, "-inf", millis(now))
                     .await
             })
             .await
@@ -266,10 +262,9 @@ impl TicketStore for RedisStore {
     }
 
     async fn next_expiry(&self) -> Option<DateTime<Utc>> {
-        let all = self.all.clone();
         let first: Vec<(String, f64)> = self
             .link
-            .run(|mut c| async move { c.zrange_withscores(all, 0, 0).await })
+            .run(|mut c| async move { c.zrange_withscores(&self.all, 0, 0).await })
             .await
             .ok()?;
         first
@@ -278,9 +273,8 @@ impl TicketStore for RedisStore {
     }
 
     async fn outstanding(&self) -> usize {
-        let all = self.all.clone();
         self.link
-            .run(|mut c| async move { c.zcard::<_, usize>(all).await })
+            .run(|mut c| async move { c.zcard::<_, usize>(&self.all).await })
             .await
             .unwrap_or(0)
     }
