@@ -113,7 +113,7 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     if let (Some(secret), Some(tokens)) = (dev_secret, server.dev_tokens()) {
-        print_dev_banner(&secret, tokens, server.local_addr());
+        print_dev_banner(&secret, tokens, &server);
     }
     let stopper = server.stopper();
     tokio::spawn(async move {
@@ -153,31 +153,46 @@ async fn wait_for_signal() {
 }
 
 /// Tells a new user everything needed to try the service with curl.
-fn print_dev_banner(
-    secret: &SecretString,
-    tokens: &crate::dev::DevTokens,
-    addr: std::net::SocketAddr,
-) {
+fn print_dev_banner(secret: &SecretString, tokens: &crate::dev::DevTokens, server: &crate::Server) {
     use secrecy::ExposeSecret as _;
     let subscriber = &tokens.subscriber;
     let publisher = &tokens.publisher;
-    let base = format!("http://{addr}");
+    let base = format!("{}://{}", server.scheme(), server.local_addr());
+    let (curl, tls_note) = match server.tls_files() {
+        None => ("curl".to_owned(), String::new()),
+        Some(files) => {
+            let cert = std::fs::canonicalize(&files.cert).unwrap_or_else(|_| files.cert.clone());
+            (
+                format!("curl --cacert {}", cert.display()),
+                format!(
+                    "TLS with HTTP/2 and HTTP/1.1, self-signed for localhost and 127.0.0.1, kept in {}:\n  \
+                     curl trusts it with --cacert {}; a browser after you accept or import it.\n",
+                    files
+                        .cert
+                        .parent()
+                        .map(|d| d.display().to_string())
+                        .unwrap_or_default(),
+                    cert.display()
+                ),
+            )
+        }
+    };
     println!(
         r#"
 sse-ticket is running in DEV MODE on {base}
 Tokens are signed with a random secret that lives as long as this process. Not for production.
-
+{tls_note}
   export SSE_TICKET_JWT_SECRET={secret}
   export SUB_TOKEN={subscriber}   # sub=alice, may subscribe to orders/* (and user/alice)
   export PUB_TOKEN={publisher}   # sub=backend, may publish anywhere
 
 Try it (in a second terminal, after the exports above):
   # 1. trade the bearer token for a single-use ticket
-  curl -s -X POST {base}/sse-token -H "Authorization: Bearer $SUB_TOKEN" -d '{{"topics":["orders/*"]}}'
+  {curl} -s -X POST {base}/sse-token -H "Authorization: Bearer $SUB_TOKEN" -d '{{"topics":["orders/*"]}}'
   # 2. open the stream with the ticket (it is consumed now)
-  curl -N "{base}/stream?token=<ticket from step 1>"
+  {curl} -N "{base}/stream?token=<ticket from step 1>"
   # 3. publish from a third terminal
-  curl -s -X POST {base}/publish -H "Authorization: Bearer $PUB_TOKEN" -d '{{"topic":"orders/42","event":"order.updated","data":{{"status":"shipped"}}}}'
+  {curl} -s -X POST {base}/publish -H "Authorization: Bearer $PUB_TOKEN" -d '{{"topic":"orders/42","event":"order.updated","data":{{"status":"shipped"}}}}'
   # or watch it in a browser: {base}/demo/
   # more tokens: sse-ticket mint --sub bob --subscribe 'orders/*'
 "#,

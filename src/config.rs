@@ -85,6 +85,18 @@ pub struct ServeArgs {
     #[arg(long, env = "SSE_TICKET_REDIS_PREFIX", default_value = DEFAULT_REDIS_PREFIX)]
     pub redis_prefix: String,
 
+    /// PEM certificate chain: with --tls-key, serve TLS with HTTP/2 and HTTP/1.1 (ALPN); re-read on SIGHUP.
+    #[arg(long, env = "SSE_TICKET_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "SSE_TICKET_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+
+    /// With --dev: serve TLS with a self-signed certificate for localhost and 127.0.0.1, kept in ./sse-ticket-dev-tls/.
+    #[arg(long)]
+    pub tls: bool,
+
     /// How long audit rows are kept (`30d`).
     #[arg(long, env = "SSE_TICKET_AUDIT_TTL", default_value = "30d", value_parser = humantime::parse_duration)]
     pub audit_ttl: Duration,
@@ -100,6 +112,18 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://sse-ticket.db";
 
 /// The namespace of Redis keys and channels when none is configured.
 pub const DEFAULT_REDIS_PREFIX: &str = "sse-ticket:";
+
+/// Where the directory of the `serve --dev --tls` certificate is.
+pub const DEV_TLS_DIR: &str = "sse-ticket-dev-tls";
+
+/// How the listener speaks TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsSetting {
+    /// The operator's certificate and key.
+    Files(crate::tls::TlsFiles),
+    /// `--dev --tls`: a self-signed certificate kept in this directory.
+    DevSelfSigned(PathBuf),
+}
 
 /// Where tickets and fan-out go when several instances share them.
 #[derive(Clone)]
@@ -200,6 +224,8 @@ pub struct Config {
     pub retention: Retention,
     /// Redis, when tickets and fan-out are shared by several instances.
     pub redis: Option<RedisSettings>,
+    /// TLS on the listener; plain HTTP when `None`.
+    pub tls: Option<TlsSetting>,
     /// Log format.
     pub log_format: LogFormat,
     /// Whether `--dev` was given (the secret in `keys` was generated or given).
@@ -223,6 +249,7 @@ impl Config {
             database_url: DEFAULT_DATABASE_URL.into(),
             retention: Retention::default(),
             redis: None,
+            tls: None,
             log_format: LogFormat::Pretty,
             dev: false,
         }
@@ -288,6 +315,7 @@ impl Config {
                 audit_ttl: positive_long("SSE_TICKET_AUDIT_TTL", args.audit_ttl)?,
             },
             redis: redis_settings(args.redis_url, args.redis_prefix)?,
+            tls: tls_setting(args.tls_cert, args.tls_key, args.tls, args.dev)?,
             log_format: args.log_format,
             dev: args.dev,
         })
@@ -319,6 +347,41 @@ fn database_url(url: String) -> Result<String, ConfigError> {
                 crate::db::redact_url(&url)
             ),
         })
+    }
+}
+
+fn tls_setting(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    self_signed: bool,
+    dev: bool,
+) -> Result<Option<TlsSetting>, ConfigError> {
+    let invalid = |name, problem: &str| ConfigError::Invalid {
+        name,
+        problem: problem.into(),
+    };
+    match (cert, key, self_signed) {
+        (None, None, false) => Ok(None),
+        (None, None, true) if dev => Ok(Some(TlsSetting::DevSelfSigned(DEV_TLS_DIR.into()))),
+        (None, None, true) => Err(invalid(
+            "--tls",
+            "generates a development certificate and needs --dev; to serve TLS otherwise, set SSE_TICKET_TLS_CERT and SSE_TICKET_TLS_KEY",
+        )),
+        (Some(_), Some(_), true) => Err(invalid(
+            "--tls",
+            "generates a certificate: leave it out when SSE_TICKET_TLS_CERT and SSE_TICKET_TLS_KEY are set",
+        )),
+        (Some(cert), Some(key), false) => {
+            Ok(Some(TlsSetting::Files(crate::tls::TlsFiles { cert, key })))
+        }
+        (Some(_), None, _) => Err(invalid(
+            "SSE_TICKET_TLS_CERT",
+            "is set without SSE_TICKET_TLS_KEY: set both to serve TLS",
+        )),
+        (None, Some(_), _) => Err(invalid(
+            "SSE_TICKET_TLS_KEY",
+            "is set without SSE_TICKET_TLS_CERT: set both to serve TLS",
+        )),
     }
 }
 

@@ -21,6 +21,7 @@ pub mod revocation;
 mod server;
 pub mod telemetry;
 pub mod ticket;
+pub mod tls;
 
 use std::sync::Arc;
 

@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the service.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print an HS256 bearer token signed with SSE_TICKET_JWT_SECRET, for curl and load tests.
     Mint(MintArgs),
     /// Apply the database migrations and exit (serve applies them too).
@@ -33,7 +33,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Serve(args) => cli::serve(args).await,
+        Command::Serve(args) => cli::serve(*args).await,
         Command::Mint(args) => cli::mint(args),
         Command::Migrate(args) => cli::migrate(args).await,
     }

@@ -12,7 +12,7 @@ use crate::audit::AuditLog;
 use crate::auth::{KeyError, Subject, Verifier};
 use crate::broker::{Broker, BrokerError, MemoryBroker, Notice, RedisBroker, RedisBrokerParts};
 use crate::clock::SharedClock;
-use crate::config::{Config, Retention};
+use crate::config::{Config, Retention, TlsSetting};
 use crate::db::{BatchWriter, Database, DbError, StoredEvent};
 use crate::dev::DevTokens;
 use crate::http;
@@ -21,6 +21,7 @@ use crate::metrics::Metrics;
 use crate::redis_link::{RedisLink, RedisLinkError};
 use crate::revocation::{Revocations, StreamRegistry};
 use crate::ticket::{MemoryStore, RedisStore, TicketStore, run_sweeper};
+use crate::tls::{CertResolver, TlsError, TlsFiles};
 
 /// The `retry:` every stream starts with: how long a browser waits before
 /// reconnecting on its own.
@@ -52,6 +53,9 @@ pub enum StartError {
     /// The broker cannot subscribe.
     #[error(transparent)]
     Broker(#[from] BrokerError),
+    /// The TLS certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// The listen address cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -68,6 +72,7 @@ pub struct Server {
     server: actix_web::dev::Server,
     stopper: Stopper,
     hub: web::Data<Hub>,
+    tls: Option<TlsFiles>,
 }
 
 /// Stops a running [`Server`] gracefully: streams get `event: close` with
@@ -91,6 +96,14 @@ impl Server {
     /// Builds and binds the service; it serves once [`Server::run`] is awaited.
     pub async fn start(config: Config, clock: SharedClock) -> Result<Self, StartError> {
         let verifier = Verifier::new(&config.keys, config.verifier.clone(), clock.clone())?;
+        // Before anything else is opened: a bad certificate stops start-up at once.
+        let tls = match &config.tls {
+            None => None,
+            Some(TlsSetting::Files(files)) => Some(Arc::new(CertResolver::new(files.clone())?)),
+            Some(TlsSetting::DevSelfSigned(dir)) => Some(Arc::new(CertResolver::new(
+                crate::tls::dev_certificate(dir)?,
+            )?)),
+        };
         let shutdown = CancellationToken::new();
         let metrics = Arc::new(Metrics::new());
         let db = Database::open(&config.database_url).await?;
@@ -179,24 +192,35 @@ impl Server {
                 .configure(http::configure(&origins))
                 .wrap(from_fn(http::access_log))
         })
-        .listen(listener)
+        .disable_signals()
+        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS);
+        let server = match &tls {
+            None => server.listen(listener),
+            Some(resolver) => {
+                tokio::spawn(crate::tls::reload_on_sighup(
+                    resolver.clone(),
+                    shutdown.clone(),
+                ));
+                server.listen_rustls_0_23(listener, resolver.clone().server_config()?)
+            }
+        }
         .map_err(|source| StartError::Bind {
             addr: config.bind.clone(),
             source,
         })?
-        .disable_signals()
-        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
         .run();
         let stopper = Stopper {
             shutdown,
             handle: server.handle(),
         };
-        tracing::info!(%addr, "listening");
+        let tls = tls.map(|resolver| resolver.files().clone());
+        tracing::info!(%addr, tls = tls.is_some(), "listening");
         Ok(Self {
             addr,
             server,
             stopper,
             hub: flush_hub,
+            tls,
         })
     }
 
@@ -208,6 +232,16 @@ impl Server {
     /// The bound address (the real port when configured with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The certificate and key files, when it serves TLS.
+    pub fn tls_files(&self) -> Option<&TlsFiles> {
+        self.tls.as_ref()
+    }
+
+    /// `https` when it serves TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
     }
 
     /// A handle that stops the server.
