@@ -193,6 +193,9 @@ pub enum ConfigError {
         "--dev signs its tokens with a secret: it cannot be combined with SSE_TICKET_JWT_PUBLIC_KEY or SSE_TICKET_JWKS_URL"
     )]
     DevWithPublicKey,
+    /// The TLS certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// A setting with a value outside its range.
     #[error("{name} {problem}")]
     Invalid {
@@ -372,7 +375,10 @@ fn tls_setting(
             "generates a certificate: leave it out when SSE_TICKET_TLS_CERT and SSE_TICKET_TLS_KEY are set",
         )),
         (Some(cert), Some(key), false) => {
-            Ok(Some(TlsSetting::Files(crate::tls::TlsFiles { cert, key })))
+            let files = crate::tls::TlsFiles { cert, key };
+            // Checked here, so a bad pair stops start-up before anything runs.
+            files.load()?;
+            Ok(Some(TlsSetting::Files(files)))
         }
         (Some(_), None, _) => Err(invalid(
             "SSE_TICKET_TLS_CERT",
