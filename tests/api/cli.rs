@@ -8,15 +8,12 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::helpers::{
-    OwnRedis, PATIENCE, SECRET, SseStream, fresh_database_url, spawn_app, test_redis_url,
-    tls_certificates,
-};
+use crate::helpers::{PATIENCE, SECRET, SseStream, fresh_database_url, spawn_app};
 
-const BIN: &str = env!("CARGO_BIN_EXE_sse-ticket");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_sse-ticket");
 
 /// The binary with no `SSE_TICKET_*` variable inherited from the environment.
-fn sse_ticket(args: &[&str]) -> Command {
+pub(crate) fn sse_ticket(args: &[&str]) -> Command {
     let mut command = Command::new(BIN);
     command.args(args).kill_on_drop(true);
     for (name, _) in std::env::vars() {
@@ -27,7 +24,7 @@ fn sse_ticket(args: &[&str]) -> Command {
     command
 }
 
-async fn output(mut command: Command) -> std::process::Output {
+pub(crate) async fn output(mut command: Command) -> std::process::Output {
     tokio::time::timeout(PATIENCE, command.output())
         .await
         .expect("the command ends in time")
@@ -140,14 +137,14 @@ async fn mint_refuses_a_bad_pattern() {
 }
 
 /// A `serve` process, its base URL and what it printed.
-struct Process {
-    child: Child,
-    base: String,
-    stdout: Vec<String>,
+pub(crate) struct Process {
+    pub(crate) child: Child,
+    pub(crate) base: String,
+    pub(crate) stdout: Vec<String>,
 }
 
 /// Starts `serve` with `args` and `env`, and waits for it to listen.
-async fn serve(args: &[&str], env: &[(&str, &str)]) -> Process {
+pub(crate) async fn serve(args: &[&str], env: &[(&str, &str)]) -> Process {
     let mut all = vec!["serve", "--bind", "127.0.0.1:0"];
     all.extend_from_slice(args);
     let mut command = sse_ticket(&all);
@@ -170,7 +167,7 @@ async fn serve(args: &[&str], env: &[(&str, &str)]) -> Process {
 }
 
 /// Reads the dev banner up to its last line; returns the base URL and the lines.
-async fn read_banner(child: &mut Child) -> (String, Vec<String>) {
+pub(crate) async fn read_banner(child: &mut Child) -> (String, Vec<String>) {
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
     let mut seen = Vec::new();
     tokio::time::timeout(PATIENCE, async {
@@ -210,7 +207,12 @@ async fn read_listen_line(child: &mut Child) -> String {
                 Err(_) => continue,
             };
             if parsed["message"] == "listening" {
-                return format!("http://{}", parsed["addr"].as_str().expect("addr"));
+                let scheme = if parsed["tls"] == true {
+                    "https"
+                } else {
+                    "http"
+                };
+                return format!("{scheme}://{}", parsed["addr"].as_str().expect("addr"));
             }
         }
     })
@@ -221,7 +223,7 @@ async fn read_listen_line(child: &mut Child) -> String {
 }
 
 /// `POST /sse-token` on a `serve` process; the answer's JSON.
-async fn post_ticket(
+pub(crate) async fn post_ticket(
     client: &reqwest::Client,
     base: &str,
     bearer: &str,
@@ -239,7 +241,7 @@ async fn post_ticket(
         .expect("JSON")
 }
 
-fn terminate(child: &Child) {
+pub(crate) fn terminate(child: &Child) {
     let pid = child.id().expect("running").to_string();
     let status = std::process::Command::new("kill")
         .args(["-TERM", &pid])
@@ -248,7 +250,7 @@ fn terminate(child: &Child) {
     assert!(status.success());
 }
 
-fn exported(lines: &[String], name: &str) -> String {
+pub(crate) fn exported(lines: &[String], name: &str) -> String {
     let prefix = format!("export {name}=");
     lines
         .iter()
@@ -442,70 +444,4 @@ async fn migrate_fails_clearly_when_the_database_cannot_be_reached() {
         stderr.starts_with("error: cannot connect to the database"),
         "{stderr}"
     );
-}
-
-#[tokio::test]
-#[ignore = "needs redis-server and openssl: .ci/run runs it with SSE_TICKET_TEST_REDIS_URL"]
-async fn serve_reaches_redis_over_tls_and_checks_its_certificate() {
-    assert!(
-        test_redis_url().is_some(),
-        "set SSE_TICKET_TEST_REDIS_URL: this test runs with the Redis suite"
-    );
-    let dir = std::env::temp_dir().join(format!("sse-ticket-tls-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    tls_certificates(&dir);
-    let redis = OwnRedis::start_tls(&dir).await;
-    let url = redis.url();
-
-    // A certificate from a CA nobody trusts: start-up stops with one clear line.
-    let mut untrusted = sse_ticket(&["serve", "--dev", "--bind", "127.0.0.1:0"]);
-    untrusted
-        .env("SSE_TICKET_DATABASE_URL", fresh_database_url().await)
-        .env("SSE_TICKET_REDIS_URL", &url);
-    let out = output(untrusted).await;
-    assert!(!out.status.success());
-    let stderr = String::from_utf8(out.stderr).expect("UTF-8");
-    let last = stderr.lines().last().unwrap_or_default();
-    assert!(
-        last.starts_with(&format!("error: cannot reach Redis at {url}"))
-            && last.contains("certificate"),
-        "{stderr}"
-    );
-
-    // Trusted (SSL_CERT_FILE names the test CA): tickets and events go through it.
-    let ca = dir.join("ca.pem");
-    let ca = ca.to_str().expect("UTF-8 path");
-    let mut process = serve(
-        &["--dev"],
-        &[("SSE_TICKET_REDIS_URL", &url), ("SSL_CERT_FILE", ca)],
-    )
-    .await;
-    let client = reqwest::Client::new();
-    let sub_token = exported(&process.stdout, "SUB_TOKEN");
-    let ticket = post_ticket(
-        &client,
-        &process.base,
-        &sub_token,
-        r#"{"topics":["orders/*"]}"#,
-    )
-    .await;
-    let stream_url = format!(
-        "{}{}",
-        process.base,
-        ticket["stream_url"].as_str().expect("stream_url")
-    );
-    let mut stream = SseStream::new(client.get(&stream_url).send().await.expect("stream"));
-    stream.next_frame().await; // retry
-    stream.next_frame().await; // ready
-    let published = client
-        .post(format!("{}/publish", process.base))
-        .bearer_auth(exported(&process.stdout, "PUB_TOKEN"))
-        .body(r#"{"topic":"orders/7","data":"over TLS"}"#)
-        .send()
-        .await
-        .expect("publish");
-    assert_eq!(published.status(), 200);
-    assert_eq!(stream.next_event().await.json(), json!("over TLS"));
-    terminate(&process.child);
-    let _ = process.child.wait().await;
 }

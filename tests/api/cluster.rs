@@ -12,9 +12,10 @@ use sse_ticket::Config;
 use sse_ticket::clock::ManualClock;
 use tokio::sync::mpsc;
 
+use crate::cli::{exported, output, post_ticket, serve, sse_ticket, terminate};
 use crate::helpers::{
     OwnRedis, SseStream, TestApp, assert_error, fresh_database_url, redis_settings,
-    spawn_config_with_clock, test_config, test_redis_url,
+    spawn_config_with_clock, test_config, test_redis_url, tls_certificates,
 };
 use crate::resume::resume;
 
@@ -328,4 +329,70 @@ async fn a_redis_outage_answers_503_then_recovers_without_losing_events() {
             delivered.len()
         );
     }
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server and openssl: .ci/run runs it with SSE_TICKET_TEST_REDIS_URL"]
+async fn an_instance_reaches_redis_over_tls_and_checks_its_certificate() {
+    assert!(
+        test_redis_url().is_some(),
+        "set SSE_TICKET_TEST_REDIS_URL: this test runs with the Redis suite"
+    );
+    let dir = std::env::temp_dir().join(format!("sse-ticket-tls-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    tls_certificates(&dir);
+    let redis = OwnRedis::start_tls(&dir).await;
+    let url = redis.url();
+
+    // A certificate from a CA nobody trusts: start-up stops with one clear line.
+    let mut untrusted = sse_ticket(&["serve", "--dev", "--bind", "127.0.0.1:0"]);
+    untrusted
+        .env("SSE_TICKET_DATABASE_URL", fresh_database_url().await)
+        .env("SSE_TICKET_REDIS_URL", &url);
+    let out = output(untrusted).await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).expect("UTF-8");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with(&format!("error: cannot reach Redis at {url}"))
+            && last.contains("certificate"),
+        "{stderr}"
+    );
+
+    // Trusted (SSL_CERT_FILE names the test CA): tickets and events go through it.
+    let ca = dir.join("ca.pem");
+    let ca = ca.to_str().expect("UTF-8 path");
+    let mut process = serve(
+        &["--dev"],
+        &[("SSE_TICKET_REDIS_URL", &url), ("SSL_CERT_FILE", ca)],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let sub_token = exported(&process.stdout, "SUB_TOKEN");
+    let ticket = post_ticket(
+        &client,
+        &process.base,
+        &sub_token,
+        r#"{"topics":["orders/*"]}"#,
+    )
+    .await;
+    let stream_url = format!(
+        "{}{}",
+        process.base,
+        ticket["stream_url"].as_str().expect("stream_url")
+    );
+    let mut stream = SseStream::new(client.get(&stream_url).send().await.expect("stream"));
+    stream.next_frame().await; // retry
+    stream.next_frame().await; // ready
+    let published = client
+        .post(format!("{}/publish", process.base))
+        .bearer_auth(exported(&process.stdout, "PUB_TOKEN"))
+        .body(r#"{"topic":"orders/7","data":"over TLS"}"#)
+        .send()
+        .await
+        .expect("publish");
+    assert_eq!(published.status(), 200);
+    assert_eq!(stream.next_event().await.json(), json!("over TLS"));
+    terminate(&process.child);
+    let _ = process.child.wait().await;
 }

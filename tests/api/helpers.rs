@@ -126,15 +126,16 @@ pub async fn spawn_config_with_clock(mut config: Config, clock: ManualClock) -> 
     let server = sse_ticket::run_with_clock(config, std::sync::Arc::new(clock.clone()))
         .await
         .expect("the server starts");
-    let base = format!("http://{}", server.local_addr());
+    let base = format!("{}://{}", server.scheme(), server.local_addr());
+    let mut client = reqwest::Client::builder().read_timeout(PATIENCE);
+    if let Some(files) = server.tls_files() {
+        client = client.add_root_certificate(root_certificate(&files.cert));
+    }
     let stopper = server.stopper();
     tokio::spawn(server.run());
     TestApp {
         base,
-        client: reqwest::Client::builder()
-            .read_timeout(PATIENCE)
-            .build()
-            .expect("client"),
+        client: client.build().expect("client"),
         clock,
         database_url,
         secret,
@@ -402,14 +403,25 @@ impl Frame {
 /// Reads SSE frames off a streaming response, comments included (the
 /// `EventSource` API hides them, but heartbeats are comments).
 pub struct SseStream {
-    body: futures_util::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    body: futures_util::stream::BoxStream<'static, Result<bytes::Bytes, String>>,
     buffer: String,
 }
 
 impl SseStream {
     pub fn new(response: reqwest::Response) -> Self {
+        Self::from_chunks(
+            response
+                .bytes_stream()
+                .map(|chunk| chunk.map_err(|e| e.to_string())),
+        )
+    }
+
+    /// Frames from any stream of body chunks (an HTTP/2 stream, for one).
+    pub fn from_chunks(
+        chunks: impl futures_util::Stream<Item = Result<bytes::Bytes, String>> + Send + 'static,
+    ) -> Self {
         Self {
-            body: response.bytes_stream().boxed(),
+            body: chunks.boxed(),
             buffer: String::new(),
         }
     }
@@ -669,4 +681,10 @@ pub fn tls_certificates(dir: &std::path::Path) {
         "-extfile",
         "leaf.ext",
     ]);
+}
+
+/// The PEM certificate at `path`, for a client to trust.
+pub fn root_certificate(path: &std::path::Path) -> reqwest::Certificate {
+    reqwest::Certificate::from_pem(&std::fs::read(path).expect("the certificate file"))
+        .expect("a PEM certificate")
 }

@@ -13,3 +13,4 @@ mod publish;
 mod resume;
 mod sse_token;
 mod stream;
+mod tls;

@@ -1,0 +1,455 @@
+//! TLS on the listener: HTTP/2 and HTTP/1.1 by ALPN on one port, many streams
+//! over one HTTP/2 connection, resets, certificate reload, and bad TLS input.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, ServerName};
+use serde_json::{Value, json};
+use sse_ticket::config::TlsSetting;
+use sse_ticket::tls::TlsFiles;
+use tokio::io::AsyncBufReadExt as _;
+
+use crate::cli::{exported, output, post_ticket, read_banner, serve, sse_ticket, terminate};
+use crate::helpers::{
+    PATIENCE, SECRET, SseStream, TestApp, fresh_database_url, root_certificate, spawn_app_with,
+};
+
+/// A self-signed certificate for `localhost` and 127.0.0.1 (`cert.pem`,
+/// `key.pem`) in a directory of its own.
+struct TestCert {
+    dir: PathBuf,
+}
+
+impl TestCert {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!("sse-ticket-tls-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let generated = rcgen::generate_simple_self_signed(vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+        ])
+        .expect("a certificate");
+        std::fs::write(dir.join("cert.pem"), generated.cert.pem()).expect("cert.pem");
+        std::fs::write(dir.join("key.pem"), generated.signing_key.serialize_pem())
+            .expect("key.pem");
+        Self { dir }
+    }
+
+    fn files(&self) -> TlsFiles {
+        TlsFiles {
+            cert: self.cert(),
+            key: self.dir.join("key.pem"),
+        }
+    }
+
+    fn cert(&self) -> PathBuf {
+        self.dir.join("cert.pem")
+    }
+
+    /// A client that trusts only this certificate, on connections of its own.
+    fn client(&self, http1_only: bool) -> reqwest::Client {
+        let mut builder = reqwest::Client::builder()
+            .add_root_certificate(root_certificate(&self.cert()))
+            .read_timeout(PATIENCE);
+        if http1_only {
+            builder = builder.http1_only();
+        }
+        builder.build().expect("client")
+    }
+}
+
+/// A server with TLS, and its certificate.
+async fn spawn_tls_app(tweak: impl FnOnce(&mut sse_ticket::Config)) -> (TestApp, TestCert) {
+    let cert = TestCert::new();
+    let files = cert.files();
+    let app = spawn_app_with(move |config| {
+        config.tls = Some(TlsSetting::Files(files));
+        tweak(config);
+    })
+    .await;
+    assert!(app.base.starts_with("https://"), "{}", app.base);
+    (app, cert)
+}
+
+/// One HTTP/2 connection (TLS, ALPN `h2`) to `app`, trusting `cert`.
+async fn h2_connection(app: &TestApp, cert: &TestCert) -> h2::client::SendRequest<Bytes> {
+    let mut roots = rustls::RootCertStore::empty();
+    for der in CertificateDer::pem_file_iter(cert.cert()).expect("PEM") {
+        roots.add(der.expect("a certificate")).expect("a root");
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(sse_ticket::tls::provider())
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let addr = app.base.trim_start_matches("https://");
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").expect("name"), tcp)
+        .await
+        .expect("TLS handshake");
+    assert_eq!(
+        tls.get_ref().1.alpn_protocol(),
+        Some(&b"h2"[..]),
+        "ALPN chose h2"
+    );
+    let (client, connection) = h2::client::handshake(tls).await.expect("h2 handshake");
+    tokio::spawn(connection);
+    client
+}
+
+/// Opens `/stream` with `ticket` as one more stream of `connection`, through `ready`.
+async fn h2_stream(
+    connection: &h2::client::SendRequest<Bytes>,
+    app: &TestApp,
+    ticket: &str,
+) -> SseStream {
+    let mut sender = connection.clone().ready().await.expect("a stream slot");
+    let request = http::Request::get(app.url(&format!("/stream?token={ticket}")))
+        .body(())
+        .expect("request");
+    let (response, _) = sender.send_request(request, true).expect("sent");
+    let response = response.await.expect("response");
+    assert_eq!(response.status(), 200);
+    let chunks = futures_util::stream::unfold(response.into_body(), |mut body| async move {
+        let chunk = match body.data().await? {
+            Ok(bytes) => {
+                let _ = body.flow_control().release_capacity(bytes.len());
+                Ok(bytes)
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        Some((chunk, body))
+    });
+    let mut stream = SseStream::from_chunks(chunks);
+    stream.next_frame().await; // retry
+    assert_eq!(stream.next_frame().await.event.as_deref(), Some("ready"));
+    stream
+}
+
+#[tokio::test]
+async fn http2_and_http1_share_one_listener_and_behave_alike() {
+    let (app, cert) = spawn_tls_app(|c| c.heartbeat = Duration::from_millis(200)).await;
+    let mut streams = Vec::new();
+    for (client, version) in [
+        (cert.client(false), http::Version::HTTP_2),
+        (cert.client(true), http::Version::HTTP_11),
+    ] {
+        let bearer = app.token("alice", &["t"], &[]);
+        let issued = client
+            .post(app.url("/sse-token"))
+            .bearer_auth(&bearer)
+            .json(&json!({ "topics": ["t"] }))
+            .send()
+            .await
+            .expect("POST /sse-token");
+        assert_eq!(issued.version(), version, "ALPN");
+        assert_eq!(issued.status(), 200);
+        let issued: Value = issued.json().await.expect("JSON");
+        let response = client
+            .get(app.url("/stream"))
+            .query(&[("token", issued["ticket"].as_str().expect("ticket"))])
+            .send()
+            .await
+            .expect("GET /stream");
+        assert_eq!(response.version(), version);
+        assert_eq!(response.status(), 200);
+        let mut stream = SseStream::new(response);
+        stream.next_frame().await; // retry
+        assert_eq!(stream.next_frame().await.event.as_deref(), Some("ready"));
+        streams.push((version, stream));
+    }
+    let id = app.publish("t", None, json!("to both")).await;
+    for (version, stream) in &mut streams {
+        let event = stream.next_event().await;
+        assert_eq!(event.id.as_deref(), Some(id.as_str()), "{version:?}");
+        let ping = stream.next_frame().await;
+        assert_eq!(
+            ping.comment.as_deref(),
+            Some("ping"),
+            "heartbeat over {version:?}"
+        );
+    }
+    app.stopper().stop().await;
+    for (version, stream) in &mut streams {
+        let close = stream.next_event().await;
+        assert_eq!(close.event.as_deref(), Some("close"), "{version:?}");
+        assert_eq!(close.json(), json!({ "reason": "shutdown" }));
+    }
+}
+
+#[tokio::test]
+async fn twenty_streams_over_one_http2_connection_all_receive_an_event() {
+    let (app, cert) = spawn_tls_app(|_| {}).await;
+    let connection = h2_connection(&app, &cert).await;
+    let bearer = app.token("alice", &["t"], &[]);
+    let mut streams = Vec::new();
+    for _ in 0..20 {
+        let ticket = app.ticket(&bearer, &["t"]).await;
+        streams.push(h2_stream(&connection, &app, &ticket).await);
+    }
+    assert_eq!(app.metric("sse_ticket_streams_open").await, 20.0);
+    assert_eq!(
+        connection.current_max_send_streams(),
+        100,
+        "the server advertises its limit on concurrent streams"
+    );
+    let id = app.publish("t", Some("multiplexed"), json!(20)).await;
+    for stream in &mut streams {
+        let event = stream.next_event().await;
+        assert_eq!(
+            (event.id.as_deref(), event.event.as_deref()),
+            (Some(id.as_str()), Some("multiplexed"))
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_reset_http2_stream_frees_its_subscription_at_once() {
+    // No heartbeat for an hour: nothing is written that would reveal the reset.
+    let (app, cert) = spawn_tls_app(|c| c.heartbeat = Duration::from_secs(3600)).await;
+    let connection = h2_connection(&app, &cert).await;
+    let bearer = app.token("alice", &["t"], &[]);
+    let mut kept = h2_stream(&connection, &app, &app.ticket(&bearer, &["t"]).await).await;
+    let reset = h2_stream(&connection, &app, &app.ticket(&bearer, &["t"]).await).await;
+    assert_eq!(app.metric("sse_ticket_streams_open").await, 2.0);
+
+    drop(reset); // the client resets the stream (RST_STREAM, CANCEL)
+    app.wait_for_metric("sse_ticket_streams_open", 1.0).await;
+    app.wait_for_metric(r#"sse_ticket_streams_closed_total{reason="client"}"#, 1.0)
+        .await;
+    // The connection and its other stream carry on.
+    let id = app.publish("t", None, json!("still here")).await;
+    assert_eq!(kept.next_event().await.id.as_deref(), Some(id.as_str()));
+}
+
+/// `serve` with TLS files, as a process of its own.
+fn serve_tls(files: &TlsFiles) -> [(&'static str, String); 2] {
+    [
+        ("SSE_TICKET_TLS_CERT", files.cert.display().to_string()),
+        ("SSE_TICKET_TLS_KEY", files.key.display().to_string()),
+    ]
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_certificate_and_open_streams_survive() {
+    let first = TestCert::new();
+    let second = TestCert::new();
+    let live = TestCert::new();
+    let install = |from: &TestCert| {
+        for name in ["cert.pem", "key.pem"] {
+            std::fs::copy(from.dir.join(name), live.dir.join(name)).expect("copy");
+        }
+    };
+    install(&first);
+    let env = serve_tls(&live.files());
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut process = serve(&["--dev"], &env).await;
+    assert!(process.base.starts_with("https://"), "{}", process.base);
+
+    let old = first.client(false);
+    let ticket = post_ticket(
+        &old,
+        &process.base,
+        &exported(&process.stdout, "SUB_TOKEN"),
+        r#"{"topics":["orders/*"]}"#,
+    )
+    .await;
+    let url = format!(
+        "{}{}",
+        process.base,
+        ticket["stream_url"].as_str().expect("url")
+    );
+    let mut stream = SseStream::new(old.get(&url).send().await.expect("stream"));
+    stream.next_frame().await; // retry
+    stream.next_frame().await; // ready
+
+    install(&second);
+    let pid = process.child.id().expect("running").to_string();
+    let signalled = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(signalled.success());
+    // A new connection sees the new certificate (once the signal is handled).
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let healthz = format!("{}/healthz", process.base);
+    while second.client(false).get(&healthz).send().await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the new certificate is served"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        first.client(false).get(&healthz).send().await.is_err(),
+        "the old certificate is gone for new connections"
+    );
+    // The stream opened before the reload keeps receiving.
+    let published = second
+        .client(false)
+        .post(format!("{}/publish", process.base))
+        .bearer_auth(exported(&process.stdout, "PUB_TOKEN"))
+        .body(r#"{"topic":"orders/1","data":"after the reload"}"#)
+        .send()
+        .await
+        .expect("publish");
+    assert_eq!(published.status(), 200);
+    assert_eq!(stream.next_event().await.json(), json!("after the reload"));
+
+    // A broken file on the next reload keeps the current certificate.
+    std::fs::write(live.dir.join("cert.pem"), "garbage").expect("write");
+    let signalled = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(signalled.success());
+    assert_eq!(
+        second
+            .client(false)
+            .get(&healthz)
+            .send()
+            .await
+            .expect("still served")
+            .status(),
+        200
+    );
+    terminate(&process.child);
+    let _ = process.child.wait().await;
+}
+
+#[tokio::test]
+async fn bad_tls_settings_stop_start_up_with_one_clear_line() {
+    let good = TestCert::new();
+    let other = TestCert::new();
+    let garbage = good.dir.join("garbage.pem");
+    std::fs::write(&garbage, "-----BEGIN CERTIFICATE-----\nnot base64\n").expect("write");
+    let missing = good.dir.join("missing.pem");
+    let path = |p: &Path| p.display().to_string();
+    // (environment, extra flags, what the one line says)
+    type Case<'a> = (Vec<(&'a str, String)>, Vec<&'a str>, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            vec![("SSE_TICKET_TLS_CERT", path(&good.cert()))],
+            vec![],
+            "SSE_TICKET_TLS_CERT is set without SSE_TICKET_TLS_KEY",
+        ),
+        (
+            vec![("SSE_TICKET_TLS_KEY", path(&good.files().key))],
+            vec![],
+            "SSE_TICKET_TLS_KEY is set without SSE_TICKET_TLS_CERT",
+        ),
+        (
+            vec![
+                ("SSE_TICKET_TLS_CERT", path(&missing)),
+                ("SSE_TICKET_TLS_KEY", path(&good.files().key)),
+            ],
+            vec![],
+            "cannot read the TLS certificate from",
+        ),
+        (
+            vec![
+                ("SSE_TICKET_TLS_CERT", path(&garbage)),
+                ("SSE_TICKET_TLS_KEY", path(&good.files().key)),
+            ],
+            vec![],
+            "cannot read the TLS certificate from",
+        ),
+        (
+            vec![
+                ("SSE_TICKET_TLS_CERT", path(&good.cert())),
+                ("SSE_TICKET_TLS_KEY", path(&garbage)),
+            ],
+            vec![],
+            "cannot read the TLS private key from",
+        ),
+        (
+            vec![
+                ("SSE_TICKET_TLS_CERT", path(&good.cert())),
+                ("SSE_TICKET_TLS_KEY", path(&other.files().key)),
+            ],
+            vec![],
+            "does not fit the certificate",
+        ),
+        (
+            vec![],
+            vec!["--tls"],
+            "--tls generates a development certificate",
+        ),
+    ];
+    for (env, flags, needle) in cases {
+        let mut args = vec!["serve", "--bind", "127.0.0.1:0"];
+        args.extend(flags);
+        let mut command = sse_ticket(&args);
+        command
+            .env("SSE_TICKET_JWT_SECRET", SECRET)
+            .env("SSE_TICKET_DATABASE_URL", fresh_database_url().await)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+        let out = output(command).await;
+        let stderr = String::from_utf8(out.stderr).expect("UTF-8");
+        assert_eq!(out.status.code(), Some(2), "{needle}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        assert!(
+            stderr.starts_with("error: ") && stderr.contains(needle),
+            "{needle}: {stderr}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn dev_tls_generates_a_certificate_and_says_how_to_trust_it() {
+    let dir = std::env::temp_dir().join(format!("sse-ticket-devtls-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let start = || {
+        let mut command = sse_ticket(&["serve", "--dev", "--tls", "--bind", "127.0.0.1:0"]);
+        command
+            .current_dir(&dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        command.spawn().expect("serve starts")
+    };
+    let mut child = start();
+    let (base, banner) = read_banner(&mut child).await;
+    assert!(base.starts_with("https://127.0.0.1:"), "{base}");
+    let cert = std::fs::canonicalize(dir.join("sse-ticket-dev-tls/cert.pem")).expect("cert.pem");
+    let cacert = format!("--cacert {}", cert.display());
+    assert!(banner.join("\n").contains(&cacert), "{banner:?}");
+    let client = reqwest::Client::builder()
+        .add_root_certificate(root_certificate(&cert))
+        .build()
+        .expect("client");
+    let healthz = client
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(
+        (healthz.version(), healthz.status().as_u16()),
+        (http::Version::HTTP_2, 200)
+    );
+    terminate(&child);
+    let _ = child.wait().await;
+
+    // The next start keeps the certificate a browser may have been told to trust.
+    let before = std::fs::read(&cert).expect("cert");
+    let mut child = start();
+    let mut stderr = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let (base, _) = read_banner(&mut child).await;
+    let healthz = client
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(healthz.status(), 200);
+    assert_eq!(std::fs::read(&cert).expect("cert"), before);
+    terminate(&child);
+    let _ = child.wait().await;
+    while let Ok(Some(line)) = stderr.next_line().await {
+        assert!(!line.contains("ERROR"), "{line}");
+    }
+}
