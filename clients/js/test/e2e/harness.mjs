@@ -47,11 +47,15 @@ export function freshDatabase() {
 }
 
 /**
- * Starts `sse-ticket serve` and waits until it listens.
+ * Starts `sse-ticket serve` (with extra `args`, in `cwd`) and waits until it
+ * listens; the base URL is https:// when it serves TLS.
  * Returns { base, port, stop() }.
  */
-export async function startServer({ port = 0, database = freshDatabase(), corsOrigins = [], env = {} } = {}) {
-  const child = spawn(BIN, ['serve', '--bind', `127.0.0.1:${port}`], {
+export async function startServer({
+  port = 0, database = freshDatabase(), corsOrigins = [], env = {}, args = [], cwd = undefined,
+} = {}) {
+  const child = spawn(BIN, ['serve', '--bind', `127.0.0.1:${port}`, ...args], {
+    cwd,
     env: {
       PATH: process.env.PATH,
       SSE_TICKET_JWT_SECRET: SECRET,
@@ -74,7 +78,7 @@ export async function startServer({ port = 0, database = freshDatabase(), corsOr
           const entry = JSON.parse(line);
           if (entry.message === 'listening') {
             clearTimeout(timer);
-            resolve(`http://${entry.addr}`);
+            resolve(`${entry.tls ? 'https' : 'http'}://${entry.addr}`);
           }
         } catch { /* not a whole JSON line yet */ }
       }
