@@ -241,6 +241,38 @@ pub(crate) async fn post_ticket(
         .expect("JSON")
 }
 
+impl Process {
+    /// Opens a stream on `orders/*` as the banner's subscriber, through `ready`.
+    pub(crate) async fn open_stream(&self, client: &reqwest::Client) -> SseStream {
+        let bearer = exported(&self.stdout, "SUB_TOKEN");
+        let ticket = post_ticket(client, &self.base, &bearer, r#"{"topics":["orders/*"]}"#).await;
+        let url = ticket["stream_url"].as_str().expect("stream_url");
+        let response = client
+            .get(format!("{}{url}", self.base))
+            .send()
+            .await
+            .expect("stream");
+        assert_eq!(response.status(), 200);
+        let mut stream = SseStream::new(response);
+        stream.next_frame().await; // retry
+        stream.next_frame().await; // ready
+        stream
+    }
+
+    /// Publishes `body` as the banner's publisher; the status.
+    pub(crate) async fn publish(&self, client: &reqwest::Client, body: &'static str) -> u16 {
+        client
+            .post(format!("{}/publish", self.base))
+            .bearer_auth(exported(&self.stdout, "PUB_TOKEN"))
+            .body(body)
+            .send()
+            .await
+            .expect("publish")
+            .status()
+            .as_u16()
+    }
+}
+
 pub(crate) fn terminate(child: &Child) {
     let pid = child.id().expect("running").to_string();
     let status = std::process::Command::new("kill")
@@ -270,32 +302,14 @@ async fn dev_mode_prints_working_tokens_and_sigterm_closes_streams() {
     let sub_token = exported(&process.stdout, "SUB_TOKEN");
     let pub_token = exported(&process.stdout, "PUB_TOKEN");
     let client = reqwest::Client::new();
-
-    let ticket = post_ticket(
-        &client,
-        &process.base,
-        &sub_token,
-        r#"{"topics":["orders/*"]}"#,
-    )
-    .await;
-    let stream_url = format!(
-        "{}{}",
-        process.base,
-        ticket["stream_url"].as_str().expect("stream_url")
-    );
-    let response = client.get(&stream_url).send().await.expect("stream");
-    assert_eq!(response.status(), 200);
-    let mut stream = SseStream::new(response);
-    stream.next_frame().await; // retry
-    stream.next_frame().await; // ready
-    let published = client
-        .post(format!("{}/publish", process.base))
-        .bearer_auth(&pub_token)
-        .body(r#"{"topic":"orders/42","event":"order.updated","data":{"status":"shipped"}}"#)
-        .send()
-        .await
-        .expect("publish");
-    assert_eq!(published.status(), 200);
+    let mut stream = process.open_stream(&client).await;
+    let published = process
+        .publish(
+            &client,
+            r#"{"topic":"orders/42","event":"order.updated","data":{"status":"shipped"}}"#,
+        )
+        .await;
+    assert_eq!(published, 200);
     assert_eq!(
         stream.next_event().await.json(),
         json!({ "status": "shipped" })

@@ -12,7 +12,7 @@ use sse_ticket::Config;
 use sse_ticket::clock::ManualClock;
 use tokio::sync::mpsc;
 
-use crate::cli::{exported, output, post_ticket, serve, sse_ticket, terminate};
+use crate::cli::{output, serve, sse_ticket, terminate};
 use crate::helpers::{
     OwnRedis, SseStream, TestApp, assert_error, fresh_database_url, redis_settings,
     spawn_config_with_clock, test_config, test_redis_url, tls_certificates,
@@ -368,30 +368,11 @@ async fn an_instance_reaches_redis_over_tls_and_checks_its_certificate() {
     )
     .await;
     let client = reqwest::Client::new();
-    let sub_token = exported(&process.stdout, "SUB_TOKEN");
-    let ticket = post_ticket(
-        &client,
-        &process.base,
-        &sub_token,
-        r#"{"topics":["orders/*"]}"#,
-    )
-    .await;
-    let stream_url = format!(
-        "{}{}",
-        process.base,
-        ticket["stream_url"].as_str().expect("stream_url")
-    );
-    let mut stream = SseStream::new(client.get(&stream_url).send().await.expect("stream"));
-    stream.next_frame().await; // retry
-    stream.next_frame().await; // ready
-    let published = client
-        .post(format!("{}/publish", process.base))
-        .bearer_auth(exported(&process.stdout, "PUB_TOKEN"))
-        .body(r#"{"topic":"orders/7","data":"over TLS"}"#)
-        .send()
-        .await
-        .expect("publish");
-    assert_eq!(published.status(), 200);
+    let mut stream = process.open_stream(&client).await;
+    let published = process
+        .publish(&client, r#"{"topic":"orders/7","data":"over TLS"}"#)
+        .await;
+    assert_eq!(published, 200);
     assert_eq!(stream.next_event().await.json(), json!("over TLS"));
     terminate(&process.child);
     let _ = process.child.wait().await;

@@ -13,7 +13,7 @@ use sse_ticket::config::TlsSetting;
 use sse_ticket::tls::TlsFiles;
 use tokio::io::AsyncBufReadExt as _;
 
-use crate::cli::{exported, output, post_ticket, read_banner, serve, sse_ticket, terminate};
+use crate::cli::{output, read_banner, serve, sse_ticket, terminate};
 use crate::helpers::{
     PATIENCE, SECRET, SseStream, TestApp, fresh_database_url, root_certificate, spawn_app_with,
 };
@@ -252,22 +252,7 @@ async fn sighup_reloads_the_certificate_and_open_streams_survive() {
     let mut process = serve(&["--dev"], &env).await;
     assert!(process.base.starts_with("https://"), "{}", process.base);
 
-    let old = first.client(false);
-    let ticket = post_ticket(
-        &old,
-        &process.base,
-        &exported(&process.stdout, "SUB_TOKEN"),
-        r#"{"topics":["orders/*"]}"#,
-    )
-    .await;
-    let url = format!(
-        "{}{}",
-        process.base,
-        ticket["stream_url"].as_str().expect("url")
-    );
-    let mut stream = SseStream::new(old.get(&url).send().await.expect("stream"));
-    stream.next_frame().await; // retry
-    stream.next_frame().await; // ready
+    let mut stream = process.open_stream(&first.client(false)).await;
 
     install(&second);
     let pid = process.child.id().expect("running").to_string();
@@ -291,15 +276,13 @@ async fn sighup_reloads_the_certificate_and_open_streams_survive() {
         "the old certificate is gone for new connections"
     );
     // The stream opened before the reload keeps receiving.
-    let published = second
-        .client(false)
-        .post(format!("{}/publish", process.base))
-        .bearer_auth(exported(&process.stdout, "PUB_TOKEN"))
-        .body(r#"{"topic":"orders/1","data":"after the reload"}"#)
-        .send()
-        .await
-        .expect("publish");
-    assert_eq!(published.status(), 200);
+    let published = process
+        .publish(
+            &second.client(false),
+            r#"{"topic":"orders/1","data":"after the reload"}"#,
+        )
+        .await;
+    assert_eq!(published, 200);
     assert_eq!(stream.next_event().await.json(), json!("after the reload"));
 
     // A broken file on the next reload keeps the current certificate.
