@@ -113,7 +113,8 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://sse-ticket.db";
 /// The namespace of Redis keys and channels when none is configured.
 pub const DEFAULT_REDIS_PREFIX: &str = "sse-ticket:";
 
-/// Where the directory of the `serve --dev --tls` certificate is.
+/// The directory, under the working directory, that keeps the certificate of
+/// `serve --dev --tls`.
 pub const DEV_TLS_DIR: &str = "sse-ticket-dev-tls";
 
 /// How the listener speaks TLS.
