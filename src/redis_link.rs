@@ -37,6 +37,25 @@ pub enum RedisLinkError {
     },
 }
 
+/// Why a command did not get its answer.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisFailure {
+    /// Redis is known to be unreachable; the command was not sent.
+    #[error("Redis is unreachable; retrying in the background")]
+    Down,
+    /// Redis refused the command, or could not be reached for it.
+    #[error("Redis: {0}")]
+    Command(#[from] redis::RedisError),
+}
+
+impl RedisFailure {
+    /// Whether Redis did not know a script (it forgets them when it restarts).
+    pub fn is_unknown_script(&self) -> bool {
+        matches!(self, Self::Command(e)
+            if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript))
+    }
+}
+
 /// The shared command connection, its namespace and its health.
 pub struct RedisLink {
     client: redis::Client,
@@ -106,18 +125,21 @@ impl RedisLink {
 
     /// Runs `op` on the shared connection, unless Redis is known to be down.
     /// A failure to reach Redis marks it down and wakes the prober.
-    pub async fn run<T, F>(&self, op: impl FnOnce(ConnectionManager) -> F) -> Result<T, String>
+    pub async fn run<T, F>(
+        &self,
+        op: impl FnOnce(ConnectionManager) -> F,
+    ) -> Result<T, RedisFailure>
     where
         F: Future<Output = redis::RedisResult<T>>,
     {
         if !self.is_healthy() {
-            return Err("Redis is unreachable; retrying in the background".into());
+            return Err(RedisFailure::Down);
         }
         op(self.connection.clone()).await.map_err(|e| {
             if is_link_failure(&e) {
                 self.mark_down();
             }
-            format!("Redis: {e}")
+            RedisFailure::Command(e)
         })
     }
 
@@ -125,6 +147,7 @@ impl RedisLink {
     pub async fn ping(&self) -> Result<(), String> {
         self.run(|mut c| async move { redis::cmd("PING").query_async::<()>(&mut c).await })
             .await
+            .map_err(|e| e.to_string())
     }
 
     /// Marks Redis down and wakes the prober.

@@ -141,7 +141,7 @@ impl RedisBroker {
         self.link
             .run(|mut c| async move { c.publish::<_, _, ()>(channel, payload).await })
             .await
-            .map_err(BrokerError::Unavailable)
+            .map_err(|e| BrokerError::Unavailable(e.to_string()))
     }
 }
 

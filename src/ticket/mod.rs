@@ -115,6 +115,14 @@ impl Ticket {
         }
     }
 
+    /// The same ticket under a new id.
+    pub(crate) fn with_fresh_id(&self) -> Self {
+        Self {
+            id: TicketId::random(),
+            ..self.clone()
+        }
+    }
+
     /// The ticket's id: the secret the client presents.
     pub fn id(&self) -> TicketId {
         self.id

@@ -10,7 +10,7 @@
 //! checks both caps and reserves a place touches a single Redis Cluster slot;
 //! ticket keys spread over the cluster.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -19,14 +19,16 @@ use serde::{Deserialize, Serialize};
 
 use super::{Grant, IssueError, RedeemError, StoreLimits, Ticket, TicketId, TicketStore};
 use crate::auth::{Subject, TopicPattern};
-use crate::redis_link::RedisLink;
+use crate::redis_link::{RedisFailure, RedisLink};
 
 /// Checks both caps and reserves a place, atomically.
 /// KEYS: all tickets, the subject's tickets.
 /// ARGV: now (ms), expiry (ms), id, per-subject cap, total cap, TTL (ms).
 /// Returns `{0, _}` when reserved, `{1, oldest expiry}` when the subject is
 /// at its cap, `{2, _}` when the store is.
-const RESERVE: &str = r"
+static RESERVE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
 local now = tonumber(ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then
@@ -44,18 +46,24 @@ redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
 redis.call('PEXPIRE', KEYS[2], ARGV[6])
 return {0, '0'}
-";
+",
+    )
+});
 
 /// Forgets every ticket of a subject; returns their ids.
 /// KEYS: all tickets, the subject's tickets.
-const FORGET_SUBJECT: &str = r"
+static FORGET_SUBJECT: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
 local ids = redis.call('ZRANGE', KEYS[2], 0, -1)
 for _, id in ipairs(ids) do
   redis.call('ZREM', KEYS[1], id)
 end
 redis.call('DEL', KEYS[2])
 return ids
-";
+",
+    )
+});
 
 /// A ticket as stored in Redis.
 #[derive(Serialize, Deserialize)]
@@ -96,41 +104,35 @@ impl RedisStore {
         format!("{}:subject:{}", self.all, sub.as_str())
     }
 
-    fn ttl_ms(&self) -> u64 {
-        u64::try_from(self.limits.ttl.as_millis()).unwrap_or(u64::MAX)
-    }
-}
-
-fn millis(at: DateTime<Utc>) -> i64 {
-    at.timestamp_millis()
-}
-
-#[async_trait]
-impl TicketStore for RedisStore {
-    async fn issue(&self, grant: Grant, now: DateTime<Utc>) -> Result<Ticket, IssueError> {
-        let ticket = Ticket::new(grant, now, self.limits.ttl);
-        let stored = serde_json::to_string(&Stored {
+    /// One attempt at issuing: the answer, or why Redis gave none.
+    async fn try_issue(
+        &self,
+        ticket: &Ticket,
+        now: DateTime<Utc>,
+    ) -> Result<Result<Ticket, IssueError>, RedisFailure> {
+        let stored = match serde_json::to_string(&Stored {
             sub: ticket.sub().clone(),
             topics: ticket.topics().to_vec(),
             bearer_exp: ticket.bearer_exp(),
             issued_at: ticket.issued_at(),
             expires_at: ticket.expires_at(),
-        })
-        .map_err(|e| IssueError::Unavailable(e.to_string()))?;
+        }) {
+            Ok(stored) => stored,
+            Err(e) => return Ok(Err(IssueError::Unavailable(e.to_string()))),
+        };
         let ticket_key = self.ticket_key(ticket.id());
         let subject_key = self.subject_key(ticket.sub());
-        let mut pipe = redis::pipe();
-        pipe.cmd("EVAL")
-            .arg(RESERVE)
-            .arg(2)
-            .arg(&self.all)
-            .arg(&subject_key)
+        let mut reserve = RESERVE.key(&self.all);
+        reserve
+            .key(&subject_key)
             .arg(millis(now))
             .arg(millis(ticket.expires_at()))
             .arg(ticket.id().to_string())
             .arg(self.limits.per_subject)
             .arg(self.limits.total)
-            .arg(self.ttl_ms())
+            .arg(self.ttl_ms());
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(&reserve)
             .cmd("SET")
             .arg(&ticket_key)
             .arg(stored)
@@ -140,10 +142,9 @@ impl TicketStore for RedisStore {
         let ((verdict, oldest), set): ((i64, String), Option<String>) = self
             .link
             .run(|mut c| async move { pipe.query_async(&mut c).await })
-            .await
-            .map_err(IssueError::Unavailable)?;
+            .await?;
         let refusal = match verdict {
-            0 if set.is_some() => return Ok(ticket),
+            0 if set.is_some() => return Ok(Ok(ticket.clone())),
             // A UUID v4 collision: in practice never.
             0 => IssueError::Unavailable("ticket id collision; retry".into()),
             1 => {
@@ -176,7 +177,44 @@ impl TicketStore for RedisStore {
                 undo.query_async::<()>(&mut c).await
             })
             .await;
-        Err(refusal)
+        Ok(Err(refusal))
+    }
+
+    fn ttl_ms(&self) -> u64 {
+        u64::try_from(self.limits.ttl.as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+fn millis(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis()
+}
+
+#[async_trait]
+impl TicketStore for RedisStore {
+    async fn issue(&self, grant: Grant, now: DateTime<Utc>) -> Result<Ticket, IssueError> {
+        let ticket = Ticket::new(grant, now, self.limits.ttl);
+        match self.try_issue(&ticket, now).await {
+            // Redis forgets its scripts when it restarts: load it, drop what
+            // the attempt's SET wrote, and try again under a new id.
+            Err(failure) if failure.is_unknown_script() => {
+                let written = self.ticket_key(ticket.id());
+                self.link
+                    .run(|mut c| async move {
+                        redis::pipe()
+                            .load_script(&RESERVE)
+                            .ignore()
+                            .del(written)
+                            .ignore()
+                            .query_async::<()>(&mut c)
+                            .await
+                    })
+                    .await
+                    .map_err(|e| IssueError::Unavailable(e.to_string()))?;
+                self.try_issue(&ticket.with_fresh_id(), now).await
+            }
+            other => other,
+        }
+        .map_err(|e| IssueError::Unavailable(e.to_string()))?
     }
 
     async fn redeem(&self, id: TicketId, now: DateTime<Utc>) -> Result<Ticket, RedeemError> {
@@ -193,7 +231,7 @@ impl TicketStore for RedisStore {
                     .await
             })
             .await
-            .map_err(RedeemError::Unavailable)?;
+            .map_err(|e| RedeemError::Unavailable(e.to_string()))?;
         let stored: Stored = stored
             .and_then(|raw| serde_json::from_str(&raw).ok())
             .ok_or(RedeemError::Unknown)?;
@@ -223,12 +261,10 @@ impl TicketStore for RedisStore {
         let forgotten = self
             .link
             .run(|mut c| async move {
-                redis::cmd("EVAL")
-                    .arg(FORGET_SUBJECT)
-                    .arg(2)
-                    .arg(&self.all)
-                    .arg(subject_key)
-                    .query_async::<Vec<String>>(&mut c)
+                FORGET_SUBJECT
+                    .key(&self.all)
+                    .key(subject_key)
+                    .invoke_async::<Vec<String>>(&mut c)
                     .await
             })
             .await;
