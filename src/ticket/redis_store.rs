@@ -159,15 +159,22 @@ impl RedisStore {
             }
             _ => IssueError::Full,
         };
-        // Refused: the ticket written beside the check goes again; nobody
-        // has seen its id. Should this fail, its TTL removes it.
+        // Refused: the ticket written beside the check goes again (nobody
+        // has seen its id), and so does a place reserved for it. Should this
+        // fail, their TTLs remove them.
         let id = ticket.id().to_string();
-        let reserved = verdict == 0;
+        let (written, reserved) = (set.is_some(), verdict == 0);
+        if !(written || reserved) {
+            return Ok(Err(refusal));
+        }
         let _ = self
             .link
             .run(|mut c| async move {
                 let mut undo = redis::pipe();
-                undo.del(&ticket_key).ignore();
+                // Not a key this attempt did not write (an id collision).
+                if written {
+                    undo.del(&ticket_key).ignore();
+                }
                 if reserved {
                     undo.zrem(&self.all, &id)
                         .ignore()
