@@ -186,14 +186,17 @@ pub trait Broker: Send + Sync + 'static {
     }
 }
 
-/// A revocation change every instance must apply.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A revocation change every instance must apply; `Revoked` and `Lifted` are
+/// sent between instances as JSON (`{"revoked":{"sub":…,"at":<Unix ms>}}`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Notice {
     /// `sub` was revoked at `at`: refuse its older tokens, close its streams.
     Revoked {
         /// The subject.
         sub: Subject,
         /// When.
+        #[serde(with = "chrono::serde::ts_milliseconds")]
         at: DateTime<Utc>,
     },
     /// The revocation of `sub` was lifted.
@@ -202,5 +205,7 @@ pub enum Notice {
         sub: Subject,
     },
     /// Notices may have been missed: reload revocations from the database.
+    /// Local to an instance, never sent.
+    #[serde(skip)]
     Resync,
 }

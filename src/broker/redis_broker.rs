@@ -20,7 +20,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt as _;
 use redis::AsyncCommands as _;
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -44,20 +43,6 @@ const CATCH_UP_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
 const CATCH_UP_LIMIT: usize = 10_000;
 /// Ids of recently delivered events remembered, so a catch-up delivers none twice.
 const SEEN_CAPACITY: usize = 16_384;
-
-/// A revocation notice as sent between instances.
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum WireNotice {
-    Revoked {
-        sub: crate::auth::Subject,
-        #[serde(with = "chrono::serde::ts_milliseconds")]
-        at: DateTime<Utc>,
-    },
-    Lifted {
-        sub: crate::auth::Subject,
-    },
-}
 
 /// What the listener needs besides the broker's own parts.
 pub struct RedisBrokerParts {
@@ -175,16 +160,11 @@ impl Broker for RedisBroker {
     }
 
     async fn announce(&self, notice: &Notice) -> Result<(), BrokerError> {
-        let wire = match notice {
-            Notice::Revoked { sub, at } => WireNotice::Revoked {
-                sub: sub.clone(),
-                at: *at,
-            },
-            Notice::Lifted { sub } => WireNotice::Lifted { sub: sub.clone() },
-            Notice::Resync => return Ok(()),
-        };
+        if *notice == Notice::Resync {
+            return Ok(());
+        }
         let payload =
-            serde_json::to_string(&wire).map_err(|e| BrokerError::Unavailable(e.to_string()))?;
+            serde_json::to_string(notice).map_err(|e| BrokerError::Unavailable(e.to_string()))?;
         self.send(&self.notices_channel, payload).await
     }
 
@@ -290,12 +270,9 @@ impl Listener {
                     Err(error) => tracing::warn!(%error, "unreadable event from Redis"),
                 }
             } else {
-                match serde_json::from_slice::<WireNotice>(payload) {
-                    Ok(WireNotice::Revoked { sub, at }) => {
-                        let _ = self.notices.send(Notice::Revoked { sub, at });
-                    }
-                    Ok(WireNotice::Lifted { sub }) => {
-                        let _ = self.notices.send(Notice::Lifted { sub });
+                match serde_json::from_slice::<Notice>(payload) {
+                    Ok(notice) => {
+                        let _ = self.notices.send(notice);
                     }
                     Err(error) => tracing::warn!(%error, "unreadable notice from Redis"),
                 }
@@ -364,6 +341,28 @@ impl Listener {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn notices_travel_as_tagged_json_with_times_in_milliseconds() {
+        let sub = crate::auth::Subject::parse("alice").expect("subject");
+        let at = DateTime::from_timestamp_millis(1_795_000_000_123).expect("time");
+        let revoked = Notice::Revoked {
+            sub: sub.clone(),
+            at,
+        };
+        let json = serde_json::to_string(&revoked).expect("JSON");
+        assert_eq!(json, r#"{"revoked":{"sub":"alice","at":1795000000123}}"#);
+        assert_eq!(
+            serde_json::from_str::<Notice>(&json).expect("back"),
+            revoked
+        );
+        let lifted = serde_json::from_str::<Notice>(r#"{"lifted":{"sub":"alice"}}"#);
+        assert_eq!(lifted.expect("lifted"), Notice::Lifted { sub });
+        assert!(
+            serde_json::from_str::<Notice>(r#""resync""#).is_err(),
+            "never sent"
+        );
+    }
 
     #[test]
     fn seen_forgets_the_oldest_first() {
