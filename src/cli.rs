@@ -7,7 +7,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use crate::auth::{KeySource, MintRequest, Permissions, Subject, TopicPattern, mint as sign};
-use crate::config::{Config, ServeArgs};
+use crate::config::{Config, ServeArgs, TlsSetting};
 
 /// Flags of `sse-ticket mint`.
 #[derive(Debug, Clone, clap::Args)]
@@ -101,6 +101,7 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
     };
     crate::telemetry::init(config.log_format);
     tracing::info!(?config, "starting");
+    let self_signed = matches!(config.tls, Some(TlsSetting::DevSelfSigned(_)));
     let dev_secret = match (&config.keys, config.dev) {
         (KeySource::Secret(secret), true) => Some(secret.clone()),
         _ => None,
@@ -113,7 +114,7 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     if let (Some(secret), Some(tokens)) = (dev_secret, server.dev_tokens()) {
-        print_dev_banner(&secret, tokens, &server);
+        print_dev_banner(&secret, tokens, &server, self_signed);
     }
     let stopper = server.stopper();
     tokio::spawn(async move {
@@ -152,15 +153,21 @@ async fn wait_for_signal() {
     }
 }
 
-/// Tells a new user everything needed to try the service with curl.
-fn print_dev_banner(secret: &SecretString, tokens: &crate::dev::DevTokens, server: &crate::Server) {
+/// Tells a new user everything needed to try the service with curl; with the
+/// self-signed certificate of `--tls`, how to trust it.
+fn print_dev_banner(
+    secret: &SecretString,
+    tokens: &crate::dev::DevTokens,
+    server: &crate::Server,
+    self_signed: bool,
+) {
     use secrecy::ExposeSecret as _;
     let subscriber = &tokens.subscriber;
     let publisher = &tokens.publisher;
     let base = format!("{}://{}", server.scheme(), server.local_addr());
     let (curl, tls_note) = match server.tls_files() {
         None => ("curl".to_owned(), String::new()),
-        Some(files) => {
+        Some(files) if self_signed => {
             let cert = std::fs::canonicalize(&files.cert).unwrap_or_else(|_| files.cert.clone());
             (
                 format!("curl --cacert {}", cert.display()),
@@ -176,6 +183,13 @@ fn print_dev_banner(secret: &SecretString, tokens: &crate::dev::DevTokens, serve
                 ),
             )
         }
+        Some(files) => (
+            "curl".to_owned(),
+            format!(
+                "TLS with HTTP/2 and HTTP/1.1, certificate {}.\n",
+                files.cert.display()
+            ),
+        ),
     };
     println!(
         r#"
