@@ -34,6 +34,8 @@ fn grant(sub: &Subject) -> Grant {
         sub: sub.clone(),
         topics: vec![TopicPattern::parse("orders/*").expect("pattern")],
         bearer_exp: Utc::now() + TimeDelta::hours(1),
+        bearer_iat: None,
+        bearer_jti: None,
     }
 }
 

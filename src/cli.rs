@@ -100,7 +100,11 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     crate::telemetry::init(config.log_format);
-    tracing::info!(?config, "starting");
+    // Each stream holds a socket: take every file the hard limit allows.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(files) => tracing::info!(?config, open_files = files, "starting"),
+        Err(error) => tracing::info!(?config, %error, "starting; the open-file limit stays"),
+    }
     let self_signed = matches!(config.tls, Some(TlsSetting::DevSelfSigned(_)));
     let dev_secret = match (&config.keys, config.dev) {
         (KeySource::Secret(secret), true) => Some(secret.clone()),

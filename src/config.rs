@@ -97,6 +97,18 @@ pub struct ServeArgs {
     #[arg(long)]
     pub tls: bool,
 
+    /// Open streams one subject may hold on this instance; beyond, `/stream` answers 429 `too_many_streams`.
+    #[arg(long, env = "SSE_TICKET_MAX_STREAMS_PER_SUBJECT", default_value_t = 16)]
+    pub max_streams_per_subject: usize,
+
+    /// Open streams this instance holds; beyond, `/stream` answers 503. 0: the open-file limit less a reserve.
+    #[arg(long, env = "SSE_TICKET_MAX_STREAMS", default_value_t = 0)]
+    pub max_streams: usize,
+
+    /// A stream whose client accepts no bytes for this long is closed (`30s`).
+    #[arg(long, env = "SSE_TICKET_WRITE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub write_timeout: Duration,
+
     /// How long audit rows are kept (`30d`).
     #[arg(long, env = "SSE_TICKET_AUDIT_TTL", default_value = "30d", value_parser = humantime::parse_duration)]
     pub audit_ttl: Duration,
@@ -143,6 +155,27 @@ impl std::fmt::Debug for RedisSettings {
             .field("url", &crate::db::redact_url(self.url.expose_secret()))
             .field("prefix", &self.prefix)
             .finish()
+    }
+}
+
+/// Caps on open streams, and how long a client that reads nothing keeps one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamLimits {
+    /// Open streams one subject may hold on this instance.
+    pub per_subject: usize,
+    /// Open streams this instance holds; 0 derives it from the open-file limit.
+    pub total: usize,
+    /// A stream whose client accepts no bytes for this long is closed.
+    pub write_timeout: Duration,
+}
+
+impl Default for StreamLimits {
+    fn default() -> Self {
+        Self {
+            per_subject: 16,
+            total: 0,
+            write_timeout: Duration::from_secs(30),
+        }
     }
 }
 
@@ -220,6 +253,8 @@ pub struct Config {
     pub tickets: StoreLimits,
     /// Interval of `: ping` on idle streams.
     pub heartbeat: Duration,
+    /// Caps on open streams, and how long a stalled client keeps one.
+    pub streams: StreamLimits,
     /// Origins allowed cross-origin (`*` for any).
     pub cors_origins: Vec<String>,
     /// Durable store URL.
@@ -249,6 +284,7 @@ impl Config {
                 total: 1_000_000,
             },
             heartbeat: Duration::from_secs(15),
+            streams: StreamLimits::default(),
             cors_origins: Vec::new(),
             database_url: DEFAULT_DATABASE_URL.into(),
             retention: Retention::default(),
@@ -262,6 +298,7 @@ impl Config {
     /// Validates `serve`'s arguments.
     pub fn from_args(args: ServeArgs) -> Result<Self, ConfigError> {
         let keys = key_source(&args)?;
+        dev_bind(&args.bind, args.dev)?;
         let positive = |name, value: Duration| {
             if value.is_zero() || value > MAX_INTERVAL {
                 Err(ConfigError::Invalid {
@@ -305,6 +342,14 @@ impl Config {
                 total: at_least_one("SSE_TICKET_MAX_TICKETS", args.max_tickets)?,
             },
             heartbeat: positive("SSE_TICKET_HEARTBEAT", args.heartbeat)?,
+            streams: StreamLimits {
+                per_subject: at_least_one(
+                    "SSE_TICKET_MAX_STREAMS_PER_SUBJECT",
+                    args.max_streams_per_subject,
+                )?,
+                total: args.max_streams,
+                write_timeout: positive("SSE_TICKET_WRITE_TIMEOUT", args.write_timeout)?,
+            },
             cors_origins: args
                 .cors_origins
                 .iter()
@@ -430,10 +475,12 @@ fn key_source(args: &ServeArgs) -> Result<KeySource, ConfigError> {
     }
     if let Some(secret) = &args.jwt_secret {
         use secrecy::ExposeSecret as _;
-        if secret.expose_secret().is_empty() {
+        if secret.expose_secret().len() < MIN_SECRET_BYTES {
             return Err(ConfigError::Invalid {
                 name: "SSE_TICKET_JWT_SECRET",
-                problem: "is empty".into(),
+                problem: format!(
+                    "must be at least {MIN_SECRET_BYTES} bytes (HS256 needs 256 bits of key; try: head -c 32 /dev/urandom | base64)"
+                ),
             });
         }
         return Ok(KeySource::Secret(secret.clone()));
@@ -449,6 +496,14 @@ fn key_source(args: &ServeArgs) -> Result<KeySource, ConfigError> {
                 name: "SSE_TICKET_JWKS_URL",
                 problem: format!("is not an http(s) URL: {url}"),
             })?;
+        if !crate::auth::is_confidential(&url) {
+            return Err(ConfigError::Invalid {
+                name: "SSE_TICKET_JWKS_URL",
+                problem: format!(
+                    "must be https:// (plain http:// only to a loopback address), so keys cannot be swapped on the way: {url}"
+                ),
+            });
+        }
         return Ok(KeySource::JwksUrl(url));
     }
     if args.dev {
@@ -459,6 +514,29 @@ fn key_source(args: &ServeArgs) -> Result<KeySource, ConfigError> {
 
 fn secret(raw: &str) -> Result<SecretString, std::convert::Infallible> {
     Ok(raw.into())
+}
+
+/// Shortest HMAC secret accepted: HS256's own output size.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// `--dev` prints working tokens and its secret: only a loopback address may
+/// serve them.
+fn dev_bind(bind: &str, dev: bool) -> Result<(), ConfigError> {
+    let host = bind.rsplit_once(':').map_or(bind, |(host, _)| host);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if dev && !loopback {
+        return Err(ConfigError::Invalid {
+            name: "--dev",
+            problem: format!(
+                "serves development tokens and only binds a loopback address (SSE_TICKET_BIND is {bind}); use 127.0.0.1 or configure a real key"
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// A random 43-character secret for `--dev`.

@@ -20,8 +20,8 @@ use crate::db::{
     AuditAction, AuditQuery, AuditRecord, BatchWriter, Database, Replay, Revocation, StoredEvent,
 };
 use crate::http::error::ApiError;
-use crate::metrics::{Metrics, RejectLabels};
-use crate::revocation::{Registration, Revocations, StreamRegistry};
+use crate::metrics::{Metrics, RejectLabels, StreamRefusalLabels};
+use crate::revocation::{RegisterError, Registration, Revocations, StreamRegistry};
 use crate::ticket::{Grant, RedeemError, Ticket, TicketId, TicketStore};
 
 /// Largest serialized `data` of one event.
@@ -34,6 +34,10 @@ pub const MAX_EVENT_TYPE_LEN: usize = 64;
 /// ones and `event: reset`.
 pub const MAX_REPLAY: usize = 10_000;
 
+/// The `Retry-After` of a stream refused at a cap: streams end at the
+/// client's will, so no time is known when one frees up.
+pub const STREAM_CAP_RETRY: Duration = Duration::from_secs(5);
+
 /// Stream settings the HTTP layer needs.
 #[derive(Debug, Clone, Copy)]
 pub struct StreamSettings {
@@ -41,6 +45,8 @@ pub struct StreamSettings {
     pub heartbeat: Duration,
     /// The `retry:` sent first on every stream.
     pub retry: Duration,
+    /// A stream whose client takes no bytes for this long is closed.
+    pub write_timeout: Duration,
 }
 
 /// Body of `POST /sse-token`.
@@ -167,6 +173,8 @@ impl Hub {
             sub: claims.sub.clone(),
             topics,
             bearer_exp: claims.exp,
+            bearer_iat: claims.iat,
+            bearer_jti: claims.jti.clone(),
         };
         let ticket = self.tickets.issue(grant, self.clock.now()).await?;
         self.metrics.tickets_issued.inc();
@@ -235,7 +243,7 @@ impl Hub {
                 })
             })
             .transpose()?;
-        let reject = |reason: &'static str| {
+        let refuse = |reason: &'static str, error: ApiError| {
             self.metrics
                 .tickets_rejected
                 .get_or_create(&RejectLabels { reason })
@@ -245,8 +253,9 @@ impl Hub {
             record.reason = Some(reason.to_owned());
             record.ticket_fingerprint = token.map(fingerprint);
             self.audit.record(record);
-            ApiError::InvalidTicket
+            error
         };
+        let reject = |reason: &'static str| refuse(reason, ApiError::InvalidTicket);
         let id = token
             .and_then(TicketId::parse)
             .ok_or_else(|| reject("malformed"))?;
@@ -256,13 +265,44 @@ impl Hub {
             Err(RedeemError::Expired) => return Err(reject("expired")),
             Err(RedeemError::Unavailable(cause)) => return Err(ApiError::Unavailable(cause)),
         };
-        // A ticket issued just before its subject was revoked.
-        if self.revocations.predates(ticket.sub(), ticket.issued_at()) {
+        // Listed before the revocation check: a revocation that lands after
+        // the check finds the stream and closes it.
+        let registration = match self
+            .streams_by_subject
+            .register(ticket.sub().clone(), &self.shutdown)
+        {
+            Ok(registration) => registration,
+            Err(full) => {
+                let (cap, reason, error) = match full {
+                    RegisterError::SubjectFull => (
+                        "per_subject",
+                        "too_many_streams",
+                        ApiError::TooManyStreams {
+                            retry_after: STREAM_CAP_RETRY,
+                        },
+                    ),
+                    RegisterError::InstanceFull => (
+                        "instance",
+                        "streams_full",
+                        ApiError::AtCapacity {
+                            retry_after: STREAM_CAP_RETRY,
+                        },
+                    ),
+                };
+                self.metrics
+                    .streams_refused
+                    .get_or_create(&StreamRefusalLabels { cap })
+                    .inc();
+                return Err(refuse(reason, error));
+            }
+        };
+        // Whenever the ticket was issued: its token may have been revoked
+        // between the token's check and the ticket's issue.
+        if self.revocations.covers(ticket.sub(), ticket.bearer_iat())
+            || self.revocations.predates(ticket.sub(), ticket.issued_at())
+        {
             return Err(reject("revoked"));
         }
-        let registration = self
-            .streams_by_subject
-            .register(ticket.sub().clone(), &self.shutdown);
         // Subscribe before reading history: an event published meanwhile is
         // then in one or both, never in neither.
         let subscription = self.broker.subscribe(ticket.topics()).await?;
@@ -455,8 +495,9 @@ impl Hub {
                 let streams = self.streams_by_subject.close_subject(&sub);
                 tracing::warn!(%sub, streams, "subject revoked on another instance");
             }
-            Notice::Lifted { sub } => self.revocations.remove(&sub),
-            Notice::Resync => match self.db.revocations().await {
+            // Not trusted as said: the database is the truth, and a lift
+            // read from it cannot be forged or reordered past a new revocation.
+            Notice::Lifted { .. } | Notice::Resync => match self.db.revocations().await {
                 Ok(current) => {
                     let current = current
                         .into_iter()

@@ -21,8 +21,16 @@ pub struct RejectLabels {
 /// Labels of a closed stream.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CloseLabels {
-    /// `client`, `token_expired`, `lagging` or `shutdown`.
+    /// `client`, `token_expired`, `revoked`, `lagging`, `write_timeout` or `shutdown`.
     pub reason: &'static str,
+}
+
+/// Labels of a stream refused for a cap.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StreamRefusalLabels {
+    /// `per_subject` (`SSE_TICKET_MAX_STREAMS_PER_SUBJECT`) or `instance`
+    /// (`SSE_TICKET_MAX_STREAMS`).
+    pub cap: &'static str,
 }
 
 /// Labels of an HTTP request.
@@ -55,6 +63,10 @@ pub struct Metrics {
     pub streams_closed: Family<CloseLabels, Counter>,
     /// Streams detached from the broker for falling too far behind.
     pub streams_lagging: Counter,
+    /// Streams refused because a cap was reached, by cap.
+    pub streams_refused: Family<StreamRefusalLabels, Counter>,
+    /// The most streams this instance holds (`SSE_TICKET_MAX_STREAMS`, resolved).
+    pub streams_max: Gauge,
     /// Events accepted by `/publish`.
     pub events_published: Counter,
     /// Events deleted from history by retention.
@@ -93,6 +105,8 @@ impl Metrics {
         let streams_open = Gauge::default();
         let streams_closed = Family::<CloseLabels, Counter>::default();
         let streams_lagging = Counter::default();
+        let streams_refused = Family::<StreamRefusalLabels, Counter>::default();
+        let streams_max = Gauge::default();
         let events_published = Counter::default();
         let events_delivered = Counter::default();
         let events_pruned = Counter::default();
@@ -138,6 +152,16 @@ impl Metrics {
             streams_lagging.clone(),
         );
         registry.register(
+            "streams_refused",
+            "Event streams refused at a cap (per_subject: SSE_TICKET_MAX_STREAMS_PER_SUBJECT, instance: SSE_TICKET_MAX_STREAMS)",
+            streams_refused.clone(),
+        );
+        registry.register(
+            "streams_max",
+            "The most event streams this instance holds",
+            streams_max.clone(),
+        );
+        registry.register(
             "events_published",
             "Events accepted by /publish",
             events_published.clone(),
@@ -177,6 +201,8 @@ impl Metrics {
             streams_open,
             streams_closed,
             streams_lagging,
+            streams_refused,
+            streams_max,
             events_published,
             events_delivered,
             events_pruned,

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
@@ -49,15 +49,18 @@ impl Revocations {
         self.revoked.remove(sub);
     }
 
-    /// Whether `claims` come from a token issued before its subject's
-    /// revocation. `iat` has whole seconds, so a token from the second of
-    /// the revocation itself is refused too.
+    /// Whether `claims` come from a token its subject's revocation covers.
     pub fn refuses(&self, claims: &Claims) -> bool {
-        self.revoked.get(&claims.sub).is_some_and(|at| {
-            claims
-                .iat
-                .is_none_or(|iat| iat.timestamp() <= at.timestamp())
-        })
+        self.covers(&claims.sub, claims.iat)
+    }
+
+    /// Whether a revocation of `sub` covers a token issued at `iat`: one
+    /// issued before it, in the same second (`iat` has whole seconds), or
+    /// saying nothing of when it was issued.
+    pub fn covers(&self, sub: &Subject, iat: Option<DateTime<Utc>>) -> bool {
+        self.revoked
+            .get(sub)
+            .is_some_and(|at| iat.is_none_or(|iat| iat.timestamp() <= at.timestamp()))
     }
 
     /// Whether something of `sub` made at `made` predates a revocation.
@@ -66,17 +69,34 @@ impl Revocations {
     }
 }
 
-/// The open streams of each subject, each with a token that closes it.
-#[derive(Debug, Default)]
+/// The open streams of each subject, each with a token that closes it, and
+/// the caps on how many there may be.
+#[derive(Debug)]
 pub struct StreamRegistry {
     by_subject: Arc<DashMap<Subject, HashMap<u64, CancellationToken>>>,
     next_id: AtomicU64,
+    /// Streams listed now, across subjects.
+    open: Arc<AtomicUsize>,
+    per_subject: usize,
+    total: usize,
+}
+
+/// Why a stream was not listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RegisterError {
+    /// The subject already holds its streams.
+    #[error("the subject holds its maximum of open streams")]
+    SubjectFull,
+    /// This instance holds its streams.
+    #[error("this instance holds its maximum of open streams")]
+    InstanceFull,
 }
 
 /// Keeps a stream listed while it lives.
 #[derive(Debug)]
 pub struct Registration {
     by_subject: Arc<DashMap<Subject, HashMap<u64, CancellationToken>>>,
+    open: Arc<AtomicUsize>,
     sub: Subject,
     id: u64,
     /// Cancelled when the subject is revoked, or with the `parent` given to
@@ -91,25 +111,61 @@ impl Drop for Registration {
         }
         self.by_subject
             .remove_if(&self.sub, |_, streams| streams.is_empty());
+        self.open.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 impl StreamRegistry {
+    /// A registry holding at most `per_subject` streams of one subject and
+    /// `total` in all.
+    pub fn new(per_subject: usize, total: usize) -> Self {
+        Self {
+            by_subject: Arc::default(),
+            next_id: AtomicU64::new(0),
+            open: Arc::default(),
+            per_subject,
+            total,
+        }
+    }
+
+    /// The most streams this registry lists at once.
+    pub fn capacity(&self) -> usize {
+        self.total
+    }
+
     /// Lists a new stream of `sub`, closed when `sub` is revoked or when
-    /// `parent` is cancelled: one future for the stream to wait on.
-    pub fn register(&self, sub: Subject, parent: &CancellationToken) -> Registration {
+    /// `parent` is cancelled: one future for the stream to wait on. Refused
+    /// when the subject or the instance holds its maximum.
+    pub fn register(
+        &self,
+        sub: Subject,
+        parent: &CancellationToken,
+    ) -> Result<Registration, RegisterError> {
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                (open < self.total).then_some(open + 1)
+            })
+            .map_err(|_| RegisterError::InstanceFull)?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let closed = parent.child_token();
-        self.by_subject
-            .entry(sub.clone())
-            .or_default()
-            .insert(id, closed.clone());
-        Registration {
+        {
+            // The count and the insert under one shard lock: concurrent
+            // opens of one subject cannot both take its last place.
+            let mut streams = self.by_subject.entry(sub.clone()).or_default();
+            if streams.len() >= self.per_subject {
+                drop(streams);
+                self.open.fetch_sub(1, Ordering::AcqRel);
+                return Err(RegisterError::SubjectFull);
+            }
+            streams.insert(id, closed.clone());
+        }
+        Ok(Registration {
             by_subject: self.by_subject.clone(),
+            open: self.open.clone(),
             sub,
             id,
             closed,
-        }
+        })
     }
 
     /// Closes every open stream of `sub`; returns how many.
@@ -149,5 +205,28 @@ mod tests {
         assert_eq!(revocations.at(&sub("kept")), Some(then));
         assert_eq!(revocations.at(&sub("again")), Some(later));
         assert_eq!(revocations.at(&sub("lifted")), None);
+    }
+
+    #[test]
+    fn a_subject_and_the_instance_hold_at_most_their_streams() {
+        let registry = StreamRegistry::new(2, 3);
+        let parent = CancellationToken::new();
+        let a1 = registry.register(sub("a"), &parent).expect("first");
+        let _a2 = registry.register(sub("a"), &parent).expect("second");
+        assert_eq!(
+            registry.register(sub("a"), &parent).err(),
+            Some(RegisterError::SubjectFull)
+        );
+        let _b1 = registry.register(sub("b"), &parent).expect("b");
+        assert_eq!(
+            registry.register(sub("c"), &parent).err(),
+            Some(RegisterError::InstanceFull)
+        );
+        drop(a1);
+        let _c1 = registry.register(sub("c"), &parent).expect("a place freed");
+        assert_eq!(
+            registry.register(sub("a"), &parent).err(),
+            Some(RegisterError::InstanceFull)
+        );
     }
 }

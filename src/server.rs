@@ -32,6 +32,8 @@ const SHUTDOWN_TIMEOUT_SECS: u64 = 5;
 const HISTORY_QUEUE: usize = 4096;
 /// How often retention is enforced, in clock time.
 const PRUNE_INTERVAL: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+/// How often revocations are read again from the database, in clock time.
+pub const REVOCATION_RELOAD: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
 /// How often an unreachable JWKS is retried after start-up.
 const JWKS_RETRY: Duration = Duration::from_secs(5);
 
@@ -145,6 +147,13 @@ impl Server {
                 revocations.insert(sub, revocation.revoked_at);
             }
         }
+        let streams_by_subject = StreamRegistry::new(
+            config.streams.per_subject,
+            stream_capacity(config.streams.total),
+        );
+        metrics
+            .streams_max
+            .set(i64::try_from(streams_by_subject.capacity()).unwrap_or(i64::MAX));
         let metrics_for_audit = metrics.clone();
         let dev_tokens = match (&config.keys, config.dev) {
             (crate::auth::KeySource::Secret(secret), true) => {
@@ -161,11 +170,12 @@ impl Server {
             streams: StreamSettings {
                 heartbeat: config.heartbeat,
                 retry: STREAM_RETRY,
+                write_timeout: config.streams.write_timeout,
             },
             shutdown: shutdown.clone(),
             audit: AuditLog::spawn(db.clone(), metrics_for_audit),
             revocations,
-            streams_by_subject: StreamRegistry::default(),
+            streams_by_subject,
             dev_tokens,
             db,
             history,
@@ -174,10 +184,17 @@ impl Server {
         if let Some(notices) = hub.broker.notices() {
             tokio::spawn(apply_notices(hub.clone(), notices, shutdown.clone()));
         }
+        tokio::spawn(reload_revocations(hub.clone(), shutdown.clone()));
 
         let listener = TcpListener::bind(&config.bind).map_err(|source| StartError::Bind {
             addr: config.bind.clone(),
             source,
+        })?;
+        set_write_timeout(&listener, config.streams.write_timeout).map_err(|source| {
+            StartError::Bind {
+                addr: config.bind.clone(),
+                source,
+            }
         })?;
         let addr = listener.local_addr().map_err(|source| StartError::Bind {
             addr: config.bind.clone(),
@@ -259,6 +276,37 @@ impl Server {
     }
 }
 
+/// Open files kept for what is not a stream (database and Redis connections,
+/// requests in flight, files): a tenth of the limit, and at least this many.
+const MIN_FILE_RESERVE: u64 = 64;
+
+/// The most streams an instance holds: `configured`, or when 0, the
+/// open-file limit (each stream holds one socket) less a reserve.
+fn stream_capacity(configured: usize) -> usize {
+    if configured > 0 {
+        return configured;
+    }
+    let soft = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft);
+    let reserve = (soft / 10).max(MIN_FILE_RESERVE);
+    usize::try_from(soft.saturating_sub(reserve).max(1)).unwrap_or(usize::MAX)
+}
+
+/// Makes the kernel drop a connection whose peer takes no bytes for
+/// `timeout` (`TCP_USER_TIMEOUT`, inherited by every accepted socket): the
+/// connection of a stream whose client stopped reading is closed, and with
+/// it the stream and its subscription, even though the server never gets
+/// to write again.
+fn set_write_timeout(listener: &TcpListener, timeout: Duration) -> std::io::Result<()> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    socket2::SockRef::from(listener).set_tcp_user_timeout(Some(timeout))?;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = (listener, timeout);
+        tracing::warn!("SSE_TICKET_WRITE_TIMEOUT is only enforced on Linux");
+    }
+    Ok(())
+}
+
 /// The ticket store and the broker: in memory, or in Redis when configured.
 async fn backends(
     config: &Config,
@@ -304,6 +352,21 @@ async fn apply_notices(
         };
         let Some(notice) = notice else { return };
         hub.apply_notice(notice).await;
+    }
+}
+
+/// Reloads revocations from the database every [`REVOCATION_RELOAD`] of
+/// clock time, so an instance that missed an announcement (a lost pub/sub
+/// message, another instance writing the database directly) learns of it
+/// within that time, and closes the streams it covers.
+async fn reload_revocations(hub: web::Data<Hub>, shutdown: CancellationToken) {
+    loop {
+        let clock = hub.clock().clone();
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = clock.sleep_until(clock.now() + REVOCATION_RELOAD) => {}
+        }
+        hub.apply_notice(Notice::Resync).await;
     }
 }
 

@@ -70,6 +70,8 @@ pub struct Claims {
     pub exp: DateTime<Utc>,
     /// When the token was issued, if it says.
     pub iat: Option<DateTime<Utc>>,
+    /// The token's own id (`jti`), if it has one.
+    pub jti: Option<Arc<str>>,
     /// The `sse` claim.
     pub permissions: Permissions,
 }

@@ -21,6 +21,29 @@ const MIN_REFRESH_INTERVAL: TimeDelta = TimeDelta::seconds(5);
 const MAX_AGE: TimeDelta = TimeDelta::minutes(15);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Most redirects followed from the JWKS URL.
+const MAX_REDIRECTS: usize = 5;
+
+/// Whether what is fetched from `url` cannot be read or changed on the way:
+/// `https://`, or `http://` to a loopback address (a sidecar, a test).
+pub fn is_confidential(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    match url.scheme() {
+        "https" => true,
+        "http" => {
+            host.eq_ignore_ascii_case("localhost")
+                || host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        _ => false,
+    }
+}
+
 /// Why no key could be chosen for a token.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum LookupError {
@@ -59,6 +82,17 @@ impl JwksCache {
     pub(crate) fn new(url: reqwest::Url, clock: SharedClock) -> Self {
         let client = reqwest::Client::builder()
             .timeout(FETCH_TIMEOUT)
+            // A redirect may not lead the key fetch to where it can be read
+            // or changed on the way.
+            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                if attempt.previous().len() >= MAX_REDIRECTS {
+                    attempt.error("too many redirects")
+                } else if is_confidential(attempt.url()) {
+                    attempt.follow()
+                } else {
+                    attempt.error("a redirect to a URL that is neither https:// nor loopback")
+                }
+            }))
             .build()
             .unwrap_or_default();
         Self {

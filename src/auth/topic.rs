@@ -36,8 +36,13 @@ impl Topic {
         Ok(Self(raw.into()))
     }
 
-    /// The topic `user/<sub>` every subject may subscribe to.
+    /// The topic `user/<sub>` every subject may subscribe to. A `sub` holding
+    /// `/` has none: `alice/x` would otherwise get `user/alice/x`, a topic
+    /// below `alice`'s own, which `user/alice/*` covers.
     pub fn for_user(sub: &super::Subject) -> Result<Self, TopicError> {
+        if sub.as_str().contains('/') {
+            return Err(TopicError::Character);
+        }
         Self::parse(&format!("user/{}", sub.as_str()))
     }
 

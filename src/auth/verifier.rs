@@ -13,7 +13,7 @@ use super::jwks::{JwksCache, LookupError};
 use super::keys::{KeyError, KeySource, VerifyingKey};
 use crate::clock::SharedClock;
 
-/// Tolerated clock skew on `exp` and `nbf`.
+/// Tolerated clock skew on `exp`, `nbf` and `iat`.
 pub const LEEWAY: TimeDelta = TimeDelta::seconds(30);
 
 /// Why a bearer token was refused.
@@ -88,6 +88,7 @@ struct RawClaims {
     exp: Option<f64>,
     nbf: Option<f64>,
     iat: Option<f64>,
+    jti: Option<String>,
     iss: Option<String>,
     aud: Option<Audience>,
     sse: Option<serde_json::Value>,
@@ -203,6 +204,13 @@ impl Verifier {
             ));
         }
         let iat = raw.iat.map(|t| timestamp(t, "iat")).transpose()?;
+        // A token "issued" in the future would outrun every revocation made
+        // before that time.
+        if iat.is_some_and(|iat| iat > now + LEEWAY) {
+            return Err(AuthError::invalid(
+                "the bearer token's issue time (iat) is in the future",
+            ));
+        }
         if let Some(wanted) = &self.settings.issuer
             && raw.iss.as_deref() != Some(wanted)
         {
@@ -227,6 +235,7 @@ impl Verifier {
             sub,
             exp,
             iat,
+            jti: raw.jti.map(Into::into),
             permissions,
         })
     }

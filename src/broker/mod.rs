@@ -128,6 +128,12 @@ impl Subscription {
         self.events.recv().await
     }
 
+    /// Whether events wait in the queue, or the broker detached it for not
+    /// taking them fast enough.
+    pub fn has_pending(&self) -> bool {
+        !self.events.is_empty() || self.detached().is_some()
+    }
+
     /// Why the broker detached this subscription, once it has.
     pub fn detached(&self) -> Option<Detached> {
         self.detached.get().copied()

@@ -54,6 +54,18 @@ pub enum ApiError {
         /// When one frees up.
         retry_after: Duration,
     },
+    /// The subject holds its quota of open streams on this instance.
+    #[error("too many open streams for this subject; close one or retry later")]
+    TooManyStreams {
+        /// When to try again.
+        retry_after: Duration,
+    },
+    /// This instance holds all the streams it may; another may have room.
+    #[error("this instance holds all the streams it may; retry shortly")]
+    AtCapacity {
+        /// When to try again.
+        retry_after: Duration,
+    },
     /// The ticket is unknown, used, expired or not a ticket at all.
     #[error("the ticket is invalid, expired or already used; fetch a new one from POST /sse-token")]
     InvalidTicket,
@@ -83,6 +95,8 @@ impl ApiError {
             Self::InvalidQuery(_) => "invalid_query",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::TooManyTickets { .. } => "too_many_tickets",
+            Self::TooManyStreams { .. } => "too_many_streams",
+            Self::AtCapacity { .. } => "unavailable",
             Self::InvalidTicket => "invalid_ticket",
             Self::Unavailable(_) => "unavailable",
             Self::NotFound => "not_found",
@@ -117,8 +131,10 @@ impl ResponseError for ApiError {
                 StatusCode::BAD_REQUEST
             }
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::TooManyTickets { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::TooManyTickets { .. } | Self::TooManyStreams { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            Self::Unavailable(_) | Self::AtCapacity { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
         }
@@ -136,7 +152,10 @@ impl ResponseError for ApiError {
         if let Self::MethodNotAllowed(allowed) = self {
             response.insert_header((header::ALLOW, allowed.join(", ")));
         }
-        if let Self::TooManyTickets { retry_after } = self {
+        if let Self::TooManyTickets { retry_after }
+        | Self::TooManyStreams { retry_after }
+        | Self::AtCapacity { retry_after } = self
+        {
             let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
             response.insert_header((header::RETRY_AFTER, secs.max(1)));
         }

@@ -26,7 +26,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use super::bearer::ClientInfo;
 use super::error::ApiError;
 use crate::broker::{Detached, Event, Subscription};
-use crate::hub::{Hub, OpenedStream};
+use crate::hub::{Hub, OpenedStream, StreamSettings};
 use crate::metrics::{CloseLabels, Metrics};
 use crate::revocation::Registration;
 
@@ -65,7 +65,7 @@ pub(crate) async fn open(
         .open_stream(token.as_deref(), last_event_id.as_deref(), &client)
         .await?;
     let settings = hub.stream_settings();
-    let events = events(&hub, opened, settings.heartbeat);
+    let events = events(&hub, opened, settings);
     Ok(sse::Sse::from_infallible_stream(events)
         .with_retry_duration(settings.retry)
         .customize()
@@ -78,6 +78,7 @@ enum CloseReason {
     TokenExpired,
     Revoked,
     Lagging,
+    WriteTimeout,
     Shutdown,
 }
 
@@ -87,6 +88,7 @@ impl CloseReason {
             Self::TokenExpired => "token_expired",
             Self::Revoked => "revoked",
             Self::Lagging => "lagging",
+            Self::WriteTimeout => "write_timeout",
             Self::Shutdown => "shutdown",
         }
     }
@@ -132,12 +134,36 @@ struct Live {
     heartbeat: std::pin::Pin<Box<Sleep>>,
     last_sent: Instant,
     period: Duration,
+    /// When the HTTP layer last asked for a frame: it stops asking while the
+    /// client takes no bytes.
+    last_polled: Instant,
+    write_timeout: Duration,
     guard: OpenStreamGuard,
+}
+
+/// How long frames may wait untaken before a stream counts as stalled.
+const STALLED_AFTER: Duration = Duration::from_millis(250);
+
+impl Drop for Live {
+    /// A stream dropped without a reason of ours was closed by the client,
+    /// or by the kernel because the client took no bytes for the write
+    /// timeout (`TCP_USER_TIMEOUT`). It was the latter when frames were
+    /// waiting and the HTTP layer had stopped asking for them: it asks
+    /// whenever the connection can take more.
+    fn drop(&mut self) {
+        let idle = self.last_polled.elapsed();
+        let stalled = idle >= STALLED_AFTER.min(self.write_timeout)
+            && (self.subscription.has_pending() || idle >= self.period + STALLED_AFTER);
+        if self.guard.reason.is_none() && stalled {
+            self.guard.reason = Some(CloseReason::WriteTimeout);
+        }
+    }
 }
 
 impl Live {
     /// The next frame, or the reason to close.
     async fn next(&mut self) -> Result<sse::Event, CloseReason> {
+        self.last_polled = Instant::now();
         if let Some(frame) = self.pending.pop_front() {
             return Ok(frame);
         }
@@ -190,7 +216,7 @@ impl Live {
 fn events(
     hub: &Hub,
     opened: OpenedStream,
-    period: Duration,
+    settings: StreamSettings,
 ) -> impl Stream<Item = sse::Event> + use<> {
     let OpenedStream {
         ticket,
@@ -233,9 +259,11 @@ fn events(
         closed: Box::pin(registration.closed.clone().cancelled_owned()),
         shutdown: hub.shutdown().clone(),
         _registration: registration,
-        heartbeat: Box::pin(tokio::time::sleep(period)),
+        heartbeat: Box::pin(tokio::time::sleep(settings.heartbeat)),
         last_sent: Instant::now(),
-        period,
+        period: settings.heartbeat,
+        last_polled: Instant::now(),
+        write_timeout: settings.write_timeout,
         guard: OpenStreamGuard {
             metrics,
             reason: None,

@@ -203,6 +203,8 @@ mod tests {
             sub: Subject::parse(sub).expect("subject"),
             topics: vec![TopicPattern::parse("a").expect("pattern")],
             bearer_exp: Utc::now() + TimeDelta::hours(1),
+            bearer_iat: None,
+            bearer_jti: None,
         }
     }
 

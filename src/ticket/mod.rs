@@ -68,6 +68,11 @@ pub struct Grant {
     pub topics: Vec<TopicPattern>,
     /// When that bearer token expires: the stream ends then.
     pub bearer_exp: DateTime<Utc>,
+    /// When that bearer token was issued (`iat`), so that a revocation made
+    /// after the ticket was issued but covering the token still refuses it.
+    pub bearer_iat: Option<DateTime<Utc>>,
+    /// That bearer token's `jti`, if it has one.
+    pub bearer_jti: Option<Arc<str>>,
 }
 
 /// An issued ticket. Only a [`TicketStore`] makes one.
@@ -77,6 +82,8 @@ pub struct Ticket {
     sub: Subject,
     topics: Arc<[TopicPattern]>,
     bearer_exp: DateTime<Utc>,
+    bearer_iat: Option<DateTime<Utc>>,
+    bearer_jti: Option<Arc<str>>,
     issued_at: DateTime<Utc>,
     expires_at: DateTime<Utc>,
 }
@@ -89,6 +96,8 @@ impl Ticket {
             sub: grant.sub,
             topics: grant.topics.into(),
             bearer_exp: grant.bearer_exp,
+            bearer_iat: grant.bearer_iat,
+            bearer_jti: grant.bearer_jti,
             issued_at,
             expires_at: issued_at
                 .checked_add_signed(ttl)
@@ -99,17 +108,17 @@ impl Ticket {
     /// A ticket read back from a shared store.
     pub(crate) fn restore(
         id: TicketId,
-        sub: Subject,
-        topics: Vec<TopicPattern>,
-        bearer_exp: DateTime<Utc>,
+        grant: Grant,
         issued_at: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> Self {
         Self {
             id,
-            sub,
-            topics: topics.into(),
-            bearer_exp,
+            sub: grant.sub,
+            topics: grant.topics.into(),
+            bearer_exp: grant.bearer_exp,
+            bearer_iat: grant.bearer_iat,
+            bearer_jti: grant.bearer_jti,
             issued_at,
             expires_at,
         }
@@ -138,6 +147,14 @@ impl Ticket {
     /// When the bearer token it was issued under expires.
     pub fn bearer_exp(&self) -> DateTime<Utc> {
         self.bearer_exp
+    }
+    /// When the bearer token it was issued under was issued, if it says.
+    pub fn bearer_iat(&self) -> Option<DateTime<Utc>> {
+        self.bearer_iat
+    }
+    /// The `jti` of the bearer token it was issued under, if any.
+    pub fn bearer_jti(&self) -> Option<&str> {
+        self.bearer_jti.as_deref()
     }
     /// When it was issued.
     pub fn issued_at(&self) -> DateTime<Utc> {

@@ -1,10 +1,14 @@
 //! Tickets in Redis, shared by every instance of a deployment.
 //!
 //! Keys (all under the configured prefix, all with a TTL):
-//! - `ticket:<id>`: the ticket, JSON; set with `SET NX PX`, redeemed with `GETDEL`.
-//! - `{tickets}`: every outstanding ticket id, scored by its expiry (Unix ms),
-//!   for the total cap and the sweeper.
+//! - `ticket:<digest>`: the ticket, JSON; set with `SET NX PX`, redeemed with `GETDEL`.
+//! - `{tickets}`: every outstanding ticket's digest, scored by its expiry
+//!   (Unix ms), for the total cap and the sweeper.
 //! - `{tickets}:subject:<sub>`: the same for one subject, for its cap.
+//!
+//! A ticket's digest is the SHA-256 of its id, in hex: whoever reads Redis
+//! (`SCAN`, `MONITOR`, a dump) learns no redeemable ticket. Ids carry 122
+//! random bits, so an unkeyed hash cannot be reversed by guessing.
 //!
 //! The two sorted sets share the hash tag `{tickets}`, so the one script that
 //! checks both caps and reserves a place touches a single Redis Cluster slot;
@@ -16,6 +20,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use redis::AsyncCommands as _;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 
 use super::{Grant, IssueError, RedeemError, StoreLimits, Ticket, TicketId, TicketStore};
 use crate::auth::{Subject, TopicPattern};
@@ -72,6 +77,10 @@ struct Stored {
     topics: Vec<TopicPattern>,
     #[serde(with = "chrono::serde::ts_milliseconds")]
     bearer_exp: DateTime<Utc>,
+    #[serde(default, with = "chrono::serde::ts_milliseconds_option")]
+    bearer_iat: Option<DateTime<Utc>>,
+    #[serde(default)]
+    bearer_jti: Option<Arc<str>>,
     #[serde(with = "chrono::serde::ts_milliseconds")]
     issued_at: DateTime<Utc>,
     #[serde(with = "chrono::serde::ts_milliseconds")]
@@ -97,7 +106,11 @@ impl RedisStore {
     }
 
     fn ticket_key(&self, id: TicketId) -> String {
-        self.link.key(&format!("ticket:{id}"))
+        self.digest_key(&digest(id))
+    }
+
+    fn digest_key(&self, digest: &str) -> String {
+        self.link.key(&format!("ticket:{digest}"))
     }
 
     fn subject_key(&self, sub: &Subject) -> String {
@@ -114,6 +127,8 @@ impl RedisStore {
             sub: ticket.sub().clone(),
             topics: ticket.topics().to_vec(),
             bearer_exp: ticket.bearer_exp(),
+            bearer_iat: ticket.bearer_iat(),
+            bearer_jti: ticket.bearer_jti().map(Into::into),
             issued_at: ticket.issued_at(),
             expires_at: ticket.expires_at(),
         }) {
@@ -127,7 +142,7 @@ impl RedisStore {
             .key(&subject_key)
             .arg(millis(now))
             .arg(millis(ticket.expires_at()))
-            .arg(ticket.id().to_string())
+            .arg(digest(ticket.id()))
             .arg(self.limits.per_subject)
             .arg(self.limits.total)
             .arg(self.ttl_ms());
@@ -162,7 +177,7 @@ impl RedisStore {
         // Refused: the ticket written beside the check goes again (nobody
         // has seen its id), and so does a place reserved for it. Should this
         // fail, their TTLs remove them.
-        let id = ticket.id().to_string();
+        let id = digest(ticket.id());
         let (written, reserved) = (set.is_some(), verdict == 0);
         if !(written || reserved) {
             return Ok(Err(refusal));
@@ -190,6 +205,11 @@ impl RedisStore {
     fn ttl_ms(&self) -> u64 {
         u64::try_from(self.limits.ttl.as_millis()).unwrap_or(u64::MAX)
     }
+}
+
+/// What Redis knows a ticket by: the SHA-256 of its id, in hex.
+fn digest(id: TicketId) -> String {
+    hex::encode(Sha256::digest(id.to_string().as_bytes()))
 }
 
 fn millis(at: DateTime<Utc>) -> i64 {
@@ -225,15 +245,16 @@ impl TicketStore for RedisStore {
     }
 
     async fn redeem(&self, id: TicketId, now: DateTime<Utc>) -> Result<Ticket, RedeemError> {
-        let key = self.ticket_key(id);
-        let member = id.to_string();
+        let member = digest(id);
+        let key = self.digest_key(&member);
+        let taken = member.clone();
         let (stored, _): (Option<String>, i64) = self
             .link
             .run(|mut c| async move {
                 redis::pipe()
                     .cmd("GETDEL")
                     .arg(&key)
-                    .zrem(&self.all, &member)
+                    .zrem(&self.all, &taken)
                     .query_async(&mut c)
                     .await
             })
@@ -244,19 +265,18 @@ impl TicketStore for RedisStore {
             .ok_or(RedeemError::Unknown)?;
         // The subject's place; if this fails, expiry frees it.
         let subject_key = self.subject_key(&stored.sub);
-        let member = id.to_string();
         let _ = self
             .link
             .run(|mut c| async move { c.zrem::<_, _, i64>(subject_key, member).await })
             .await;
-        let ticket = Ticket::restore(
-            id,
-            stored.sub,
-            stored.topics,
-            stored.bearer_exp,
-            stored.issued_at,
-            stored.expires_at,
-        );
+        let grant = Grant {
+            sub: stored.sub,
+            topics: stored.topics,
+            bearer_exp: stored.bearer_exp,
+            bearer_iat: stored.bearer_iat,
+            bearer_jti: stored.bearer_jti,
+        };
+        let ticket = Ticket::restore(id, grant, stored.issued_at, stored.expires_at);
         if ticket.is_expired(now) {
             return Err(RedeemError::Expired);
         }
@@ -285,8 +305,8 @@ impl TicketStore for RedisStore {
             }
         };
         let mut unlink = redis::pipe();
-        for id in &ids {
-            unlink.unlink(self.link.key(&format!("ticket:{id}")));
+        for digest in &ids {
+            unlink.unlink(self.digest_key(digest));
         }
         self.link
             .run(|mut c| async move { unlink.query_async::<Vec<usize>>(&mut c).await })

@@ -336,6 +336,20 @@ async fn a_token_not_valid_before_a_time_within_the_leeway_is_accepted() {
     assert_accepted(&app, &hs256(&claims), "a token valid in 10 s").await;
 }
 
+#[tokio::test]
+async fn a_token_issued_beyond_the_leeway_in_the_future_is_refused() {
+    // It would outrun every revocation made before its iat.
+    let app = spawn_app().await;
+    let claims = with(valid_claims(&app), "iat", json!(now(&app) + 31));
+    let body = assert_refused(&app, &hs256(&claims), "invalid_token").await;
+    assert!(
+        body["message"].as_str().unwrap_or_default().contains("iat"),
+        "{body}"
+    );
+    let skewed = with(valid_claims(&app), "iat", json!(now(&app) + 10));
+    assert_accepted(&app, &hs256(&skewed), "an iat within the leeway").await;
+}
+
 // ---------------------------------------------------------------------------
 // iss and aud, when configured
 
@@ -792,6 +806,61 @@ async fn a_jwks_token_must_use_the_key_and_algorithm_the_jwk_names() {
         &EncodingKey::from_secret(SECRET.as_bytes()),
     );
     assert_refused(&app, &hmac, "invalid_token").await;
+    jwks.stop().await;
+}
+
+/// An endpoint that answers every `GET` with a redirect to `location`.
+async fn redirecting_to(location: String) -> (reqwest::Url, actix_web::dev::ServerHandle) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the redirect");
+    let addr = listener.local_addr().expect("address");
+    let server = HttpServer::new(move || {
+        let location = location.clone();
+        App::new().default_service(web::to(move || {
+            let location = location.clone();
+            async move {
+                HttpResponse::Found()
+                    .insert_header(("location", location))
+                    .finish()
+            }
+        }))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)
+    .expect("listen")
+    .run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    let url = format!("http://{addr}/jwks").parse().expect("URL");
+    (url, handle)
+}
+
+#[tokio::test]
+async fn a_jwks_redirect_is_followed_only_where_keys_cannot_be_swapped_on_the_way() {
+    let jwks = JwksServer::start(&[("k1", "ec_private.pem")]).await;
+    let port = jwks.url.port().expect("port");
+    // 0.0.0.0 reaches this machine, but is no loopback name: a plain-http
+    // hop to it stands for one to any host on the network.
+    let (plain, plain_server) =
+        redirecting_to(format!("http://0.0.0.0:{port}/.well-known/jwks.json")).await;
+    let app = spawn_with_jwks(plain).await;
+    let bearer = es256(&app, "ec_private.pem", Some("k1"));
+    let response = app.post_sse_token(Some(&bearer), None).await;
+    assert_error(response, 503, "unavailable").await;
+    assert_eq!(jwks.fetches(), 0, "the redirect was not followed");
+
+    // The same keys behind a redirect to a loopback address are used.
+    let (loopback, loopback_server) = redirecting_to(jwks.url.to_string()).await;
+    let app = spawn_with_jwks(loopback).await;
+    wait_until_ready(&app).await;
+    assert_accepted(
+        &app,
+        &es256(&app, "ec_private.pem", Some("k1")),
+        "via loopback",
+    )
+    .await;
+    plain_server.stop(false).await;
+    loopback_server.stop(false).await;
     jwks.stop().await;
 }
 

@@ -47,6 +47,56 @@ async fn serve_without_a_key_stops_with_one_line_naming_the_settings() {
 }
 
 #[tokio::test]
+async fn unsafe_settings_stop_start_up_with_one_line_naming_the_setting() {
+    let short = "a".repeat(31);
+    for (args, env, mention) in [
+        // Shorter than HS256's 256 bits: guessable offline from one token.
+        (
+            vec!["serve", "--bind", "127.0.0.1:0"],
+            vec![("SSE_TICKET_JWT_SECRET", short.as_str())],
+            "SSE_TICKET_JWT_SECRET",
+        ),
+        // Keys fetched over plain HTTP can be swapped on the way.
+        (
+            vec!["serve", "--bind", "127.0.0.1:0"],
+            vec![("SSE_TICKET_JWKS_URL", "http://idp.example/jwks.json")],
+            "SSE_TICKET_JWKS_URL",
+        ),
+        // Development tokens served to the network.
+        (
+            vec!["serve", "--dev", "--bind", "0.0.0.0:0"],
+            vec![],
+            "--dev",
+        ),
+        (
+            vec!["serve", "--dev"],
+            vec![("SSE_TICKET_BIND", "[::]:0")],
+            "--dev",
+        ),
+    ] {
+        let mut command = sse_ticket(&args);
+        command.env_remove("SSE_TICKET_JWT_SECRET");
+        for (name, value) in &env {
+            command.env(name, value);
+        }
+        let out = output(command).await;
+        let stderr = String::from_utf8(out.stderr).expect("UTF-8");
+        assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(mention), "{args:?} {env:?}: {stderr}");
+    }
+    // A secret of exactly 32 bytes is enough.
+    let enough = "a".repeat(32);
+    let env = [
+        ("SSE_TICKET_JWT_SECRET", enough.as_str()),
+        ("SSE_TICKET_LOG_FORMAT", "json"),
+    ];
+    let mut process = serve(&[], &env).await;
+    terminate(&process.child);
+    let _ = process.child.wait().await;
+}
+
+#[tokio::test]
 async fn invalid_settings_stop_start_up_with_one_clear_line() {
     for (name, value, mention) in [
         (
@@ -76,6 +126,12 @@ async fn invalid_settings_stop_start_up_with_one_clear_line() {
             "/nonexistent/key.pem",
             "/nonexistent/key.pem",
         ),
+        (
+            "SSE_TICKET_MAX_STREAMS_PER_SUBJECT",
+            "0",
+            "SSE_TICKET_MAX_STREAMS_PER_SUBJECT",
+        ),
+        ("SSE_TICKET_WRITE_TIMEOUT", "0s", "SSE_TICKET_WRITE_TIMEOUT"),
     ] {
         let mut command = sse_ticket(&["serve", "--bind", "127.0.0.1:0"]);
         command

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use sse_ticket::Config;
-use sse_ticket::clock::ManualClock;
+use sse_ticket::clock::{Clock as _, ManualClock};
 use tokio::sync::mpsc;
 
 use crate::cli::{output, serve, sse_ticket, terminate};
@@ -376,4 +376,93 @@ async fn an_instance_reaches_redis_over_tls_and_checks_its_certificate() {
     assert_eq!(stream.next_event().await.json(), json!("over TLS"));
     terminate(&process.child);
     let _ = process.child.wait().await;
+}
+
+/// One instance on the shared Redis, and its key prefix.
+async fn spawn_on_redis() -> (TestApp, String, redis::aio::MultiplexedConnection) {
+    let url = test_redis_url().expect(NEEDS_REDIS);
+    let redis = redis_settings(&url);
+    let prefix = redis.prefix.clone();
+    let mut config = test_config(&fresh_database_url().await);
+    config.redis = Some(redis);
+    let app = spawn_config_with_clock(config, ManualClock::default()).await;
+    let connection = redis::Client::open(url)
+        .expect("URL")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis answers");
+    (app, prefix, connection)
+}
+
+#[tokio::test]
+#[ignore = "needs Redis: .ci/run runs it with SSE_TICKET_TEST_REDIS_URL"]
+async fn whoever_reads_redis_finds_no_redeemable_ticket() {
+    use redis::AsyncCommands as _;
+    use sha2::Digest as _;
+    let (app, prefix, mut redis) = spawn_on_redis().await;
+    let ticket = app.ticket(&app.token("alice", &[], &[]), &[]).await;
+
+    // Everything under the prefix, as SCAN and a dump would show it.
+    let keys: Vec<String> = redis.keys(format!("{prefix}*")).await.expect("KEYS");
+    let mut seen = keys.join("\n");
+    for key in &keys {
+        let kind: String = redis::cmd("TYPE")
+            .arg(key)
+            .query_async(&mut redis)
+            .await
+            .expect("TYPE");
+        match kind.as_str() {
+            "string" => seen.push_str(&redis.get::<_, String>(key).await.expect("GET")),
+            "zset" => {
+                let members: Vec<String> = redis.zrange(key, 0, -1).await.expect("ZRANGE");
+                seen.push_str(&members.join("\n"));
+            }
+            _ => {}
+        }
+    }
+    assert!(!seen.contains(&ticket), "the ticket is readable in Redis");
+    let digest = hex::encode(sha2::Sha256::digest(ticket.as_bytes()));
+    assert!(
+        keys.contains(&format!("{prefix}ticket:{digest}")),
+        "{keys:?}"
+    );
+    // The ticket itself still opens its stream, once.
+    let _stream = app.stream(&ticket).await;
+    assert_error(app.get_stream(&ticket).await, 401, "invalid_ticket").await;
+}
+
+#[tokio::test]
+#[ignore = "needs Redis: .ci/run runs it with SSE_TICKET_TEST_REDIS_URL"]
+async fn a_lift_announced_over_redis_is_checked_against_the_database() {
+    use redis::AsyncCommands as _;
+    let (app, prefix, mut redis) = spawn_on_redis().await;
+    let alice = app.token("alice", &[], &[]);
+    let carol = app.token("carol", &[], &[]);
+    assert_eq!(app.revoke("alice").await.status(), 200);
+
+    // Whoever can publish on Redis claims alice's revocation was lifted,
+    // then revokes carol: once carol is refused, the lift was heard too.
+    let channel = format!("{prefix}notices");
+    let _: i64 = redis
+        .publish(&channel, r#"{"lifted":{"sub":"alice"}}"#)
+        .await
+        .expect("PUBLISH");
+    let at = app.clock.now().timestamp_millis() + 1000;
+    let _: i64 = redis
+        .publish(
+            &channel,
+            format!(r#"{{"revoked":{{"sub":"carol","at":{at}}}}}"#),
+        )
+        .await
+        .expect("PUBLISH");
+    let deadline = tokio::time::Instant::now() + crate::helpers::PATIENCE;
+    while app.post_sse_token(Some(&carol), None).await.status() != 401 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "carol's revocation is heard"
+        );
+        tokio::task::yield_now().await;
+    }
+    let refused = app.post_sse_token(Some(&alice), None).await;
+    assert_error(refused, 401, "token_revoked").await;
 }

@@ -185,7 +185,7 @@ async fn http2_and_http1_share_one_listener_and_behave_alike() {
 
 #[tokio::test]
 async fn twenty_streams_over_one_http2_connection_all_receive_an_event() {
-    let (app, cert) = spawn_tls_app(|_| {}).await;
+    let (app, cert) = spawn_tls_app(|c| c.streams.per_subject = 20).await;
     let connection = h2_connection(&app, &cert).await;
     let bearer = app.token("alice", &["t"], &[]);
     let mut streams = Vec::new();
