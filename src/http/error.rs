@@ -57,6 +57,9 @@ pub enum ApiError {
     /// The ticket is unknown, used, expired or not a ticket at all.
     #[error("the ticket is invalid, expired or already used; fetch a new one from POST /sse-token")]
     InvalidTicket,
+    /// The request's body did not arrive within the request timeout.
+    #[error("the request's body took too long to arrive")]
+    RequestTimeout,
     /// A backend is down or full; the cause is logged, not shown.
     #[error("the service is temporarily unavailable; retry shortly")]
     Unavailable(String),
@@ -84,6 +87,7 @@ impl ApiError {
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::TooManyTickets { .. } => "too_many_tickets",
             Self::InvalidTicket => "invalid_ticket",
+            Self::RequestTimeout => "request_timeout",
             Self::Unavailable(_) => "unavailable",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed(_) => "method_not_allowed",
@@ -117,6 +121,7 @@ impl ResponseError for ApiError {
                 StatusCode::BAD_REQUEST
             }
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::TooManyTickets { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::NotFound => StatusCode::NOT_FOUND,
