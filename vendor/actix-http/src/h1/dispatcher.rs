@@ -1000,11 +1000,11 @@ where
                     }
 
                     // request heads that overflow buffer size return a 431 error
-                    this.messages
-                        .push_back(DispatcherMessage::Error(Response::with_body(
-                            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                            (),
-                        )));
+                    // sse-ticket patch: saying that the connection closes after it.
+                    let mut res =
+                        Response::with_body(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, ());
+                    res.head_mut().set_connection_type(ConnectionType::Close);
+                    this.messages.push_back(DispatcherMessage::Error(res));
 
                     this.flags.insert(Flags::READ_DISCONNECT);
                     *this.error = Some(ParseError::TooLarge.into());
@@ -1450,6 +1450,23 @@ where
 
                     // keep-alive and stream errors
                     if state_is_none && inner_p.write_buf.is_empty() {
+                        // sse-ticket patch: after the 431 of a request head too
+                        // large, linger (read and discard what the client still
+                        // sends, up to client_disconnect_timeout) before closing.
+                        // Closing at once, with the rest of the head unread,
+                        // resets the connection, and the client may lose the 431.
+                        if matches!(
+                            inner_p.error,
+                            Some(DispatchError::Parse(ParseError::TooLarge))
+                        ) && inner_p.config.client_disconnect_deadline().is_some()
+                        {
+                            *inner_p.error = None;
+                            inner_p.read_buf.clear();
+                            inner_p.flags.remove(Flags::READ_DISCONNECT | Flags::KEEP_ALIVE);
+                            inner_p.flags.insert(Flags::LINGER | Flags::FINISHED);
+                            return self.poll(cx);
+                        }
+
                         if let Some(err) = inner_p.error.take() {
                             error!("stream error: {}", &err);
                             return Poll::Ready(Err(err));
