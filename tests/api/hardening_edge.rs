@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 
 use crate::cli::{output, post_ticket, serve, sse_ticket, terminate};
 use crate::helpers::{
-    PATIENCE, SECRET, TestApp, assert_bearer_error, assert_error, spawn_app, spawn_app_with,
+    PATIENCE, SECRET, TestApp, assert_bearer_error, assert_error, header, spawn_app, spawn_app_with,
 };
 use crate::tls::{h2_connection, h2_tls, spawn_tls_app};
 
@@ -222,14 +222,17 @@ async fn a_header_block_over_16_kib_gets_431_over_http1() {
     let before = app.metric("sse_ticket_request_heads_too_large_total").await;
     let filler = |len: usize| "a".repeat(len);
 
-    let response = app
-        .client
-        .get(app.url("/healthz"))
-        .header("x-filler", filler(20 * 1024))
-        .send()
-        .await
-        .expect("GET");
-    assert_error(response, 431, "headers_too_large").await;
+    for size in [20 * 1024, 120 * 1024] {
+        let response = app
+            .client
+            .get(app.url("/healthz"))
+            .header("x-filler", filler(size))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(header(&response, "connection"), "close");
+        assert_error(response, 431, "headers_too_large").await;
+    }
 
     // Many headers adding up to more than the limit.
     let mut request = app.client.get(app.url("/healthz"));
@@ -248,8 +251,32 @@ async fn a_header_block_over_16_kib_gets_431_over_http1() {
         .expect("GET");
     assert_eq!(response.status(), 200);
 
+    // A client still sending the rest of its head when the answer comes: the
+    // server reads and drops it, then closes cleanly, rather than resetting
+    // the connection (which can destroy the answer before it is read).
+    let mut stream = connect(&app).await;
+    let mut head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Filler: ".to_vec();
+    head.extend(filler(20 * 1024).bytes());
+    stream.write_all(&head).await.expect("write");
+    read_response(&mut stream)
+        .await
+        .assert_error(431, "headers_too_large");
+    for _ in 0..16 {
+        stream
+            .write_all(filler(8 * 1024).as_bytes())
+            .await
+            .expect("the server still reads");
+    }
+    stream.shutdown().await.expect("half-close");
+    let mut rest = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut rest))
+        .await
+        .expect("closed in time")
+        .expect("a clean close, not a reset");
+    assert!(rest.is_empty(), "nothing after the answer");
+
     let after = app.metric("sse_ticket_request_heads_too_large_total").await;
-    assert!(after >= before + 2.0, "{before} -> {after}");
+    assert!(after >= before + 4.0, "{before} -> {after}");
 }
 
 #[tokio::test]
