@@ -109,6 +109,10 @@ pub struct ServeArgs {
     #[arg(long, env = "SSE_TICKET_WRITE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub write_timeout: Duration,
 
+    /// A request whose headers or body take longer to arrive gets `408 request_timeout` (`10s`).
+    #[arg(long, env = "SSE_TICKET_REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+
     /// How long audit rows are kept (`30d`).
     #[arg(long, env = "SSE_TICKET_AUDIT_TTL", default_value = "30d", value_parser = humantime::parse_duration)]
     pub audit_ttl: Duration,
@@ -265,6 +269,8 @@ pub struct Config {
     pub redis: Option<RedisSettings>,
     /// TLS on the listener; plain HTTP when `None`.
     pub tls: Option<TlsSetting>,
+    /// Longest time a request's headers, and then its body, may take to arrive.
+    pub request_timeout: Duration,
     /// Log format.
     pub log_format: LogFormat,
     /// Whether `--dev` was given (the secret in `keys` was generated or given).
@@ -290,6 +296,7 @@ impl Config {
             retention: Retention::default(),
             redis: None,
             tls: None,
+            request_timeout: Duration::from_secs(10),
             log_format: LogFormat::Pretty,
             dev: false,
         }
@@ -365,6 +372,7 @@ impl Config {
             },
             redis: redis_settings(args.redis_url, args.redis_prefix)?,
             tls: tls_setting(args.tls_cert, args.tls_key, args.tls, args.dev)?,
+            request_timeout: positive("SSE_TICKET_REQUEST_TIMEOUT", args.request_timeout)?,
             log_format: args.log_format,
             dev: args.dev,
         })

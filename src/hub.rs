@@ -64,12 +64,17 @@ pub struct TicketRequest {
 pub struct PublishRequest {
     /// The topic to publish to.
     pub topic: String,
-    /// Event type; `message` when absent.
-    #[serde(default)]
+    /// Event type; `message` when absent (`null` is refused: the spec says string).
+    #[serde(default, deserialize_with = "string_not_null")]
     pub event: Option<String>,
     /// Any JSON value; required (it may be `null`).
     #[serde(default, deserialize_with = "present")]
     pub data: Option<serde_json::Value>,
+}
+
+/// A field that may be absent but, when present, is a string (not `null`).
+fn string_not_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    String::deserialize(d).map(Some)
 }
 
 /// Distinguishes `"data": null` (present) from a missing `data`.

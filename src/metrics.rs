@@ -44,6 +44,13 @@ pub struct RequestLabels {
     pub status: u16,
 }
 
+/// Labels of a request answered `408 request_timeout`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TimeoutLabels {
+    /// `head` (the headers did not arrive in time) or `body`.
+    pub phase: &'static str,
+}
+
 /// Every metric the service exports.
 pub struct Metrics {
     registry: Registry,
@@ -79,6 +86,10 @@ pub struct Metrics {
     pub audit_write_failures: Counter,
     /// Request latency until the response head.
     pub request_duration: Family<RequestLabels, Histogram>,
+    /// Requests answered `408` because their headers or body came too slowly.
+    pub requests_timed_out: Family<TimeoutLabels, Counter>,
+    /// Requests answered `431` because their headers were too large.
+    pub request_heads_too_large: Counter,
 }
 
 impl Metrics {
@@ -186,6 +197,18 @@ impl Metrics {
             "Audit batches that could not be written",
             audit_write_failures.clone(),
         );
+        let requests_timed_out = Family::<TimeoutLabels, Counter>::default();
+        let request_heads_too_large = Counter::default();
+        registry.register(
+            "requests_timed_out",
+            "Requests answered 408 because their headers (phase head, counted per process) or body came too slowly",
+            requests_timed_out.clone(),
+        );
+        registry.register(
+            "request_heads_too_large",
+            "HTTP/1.1 requests answered 431 because their headers were over 16 KiB (counted per process)",
+            request_heads_too_large.clone(),
+        );
         registry.register(
             "http_request_duration_seconds",
             "HTTP request latency until the response head",
@@ -209,15 +232,35 @@ impl Metrics {
             audit_records_dropped,
             audit_write_failures,
             request_duration,
+            requests_timed_out,
+            request_heads_too_large,
         }
     }
 
     /// The metrics in the Prometheus/OpenMetrics text format.
     pub fn render(&self) -> String {
+        self.sync_connection_counts();
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+impl Metrics {
+    /// Copies in the refusals the HTTP layer answers before a request reaches
+    /// the service (slow and oversized heads): the patched actix-http counts
+    /// them for the whole process, and they only ever grow.
+    fn sync_connection_counts(&self) {
+        use actix_http::sse_ticket_patch as edge;
+        use std::sync::atomic::Ordering;
+        self.requests_timed_out
+            .get_or_create(&TimeoutLabels { phase: "head" })
+            .inner()
+            .store(edge::request_heads_timed_out(), Ordering::Relaxed);
+        self.request_heads_too_large
+            .inner()
+            .store(edge::request_heads_too_large(), Ordering::Relaxed);
     }
 }
 

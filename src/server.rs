@@ -202,13 +202,19 @@ impl Server {
         })?;
         let origins = config.cors_origins.clone();
         let flush_hub = hub.clone();
+        let request_timeout = web::Data::new(http::RequestTimeout(config.request_timeout));
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(hub.clone())
+                .app_data(request_timeout.clone())
                 .app_data(web::PayloadConfig::new(http::MAX_BODY))
                 .configure(http::configure(&origins))
+                .wrap(from_fn(http::body_deadline))
                 .wrap(from_fn(http::access_log))
         })
+        // The head must arrive within the request timeout (408, answered by
+        // the patched actix-http); the body within as long again after it.
+        .client_request_timeout(config.request_timeout)
         .disable_signals()
         .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS);
         let server = match &tls {

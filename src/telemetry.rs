@@ -39,6 +39,49 @@ pub fn redact(text: &str) -> Cow<'_, str> {
     })
 }
 
+/// `query` (a URI's part after `?`) with the value of every parameter that
+/// may carry a credential replaced by `[redacted]`. Keys are read the way the
+/// server reads them (`form_urlencoded`: percent-decoded, `+` as a space), so
+/// `%74oken=` is redacted like `token=`; a credential key is one that holds
+/// `token` or `ticket` in any case (`token`, `access_token`, `subject_token`,
+/// `ticket`, `TOKEN`). A redacted key is shown decoded (then re-encoded).
+pub fn redact_query(query: &str) -> Cow<'_, str> {
+    let key_of = |pair: &str| -> String {
+        let raw = pair.split_once('=').map_or(pair, |(key, _)| key);
+        form_urlencoded::parse(raw.as_bytes())
+            .next()
+            .map(|(key, _)| key.into_owned())
+            .unwrap_or_default()
+    };
+    if !query
+        .split('&')
+        .any(|pair| is_credential_key(&key_of(pair)))
+    {
+        return Cow::Borrowed(query);
+    }
+    let mut out = String::with_capacity(query.len());
+    for (i, pair) in query.split('&').enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        let key = key_of(pair);
+        if is_credential_key(&key) {
+            out.extend(form_urlencoded::byte_serialize(key.as_bytes()));
+            out.push('=');
+            out.push_str(REDACTED);
+        } else {
+            out.push_str(pair);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Whether a decoded query key may carry a credential.
+fn is_credential_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key.contains("token") || key.contains("ticket")
+}
+
 /// Installs the global subscriber (`RUST_LOG` filters, default `info`) and
 /// routes panics through it. Later calls do nothing.
 pub fn init(format: LogFormat) {
@@ -134,5 +177,48 @@ mod tests {
             r#"database_url: "postgres://app:[redacted]@db:5432/sse""#
         );
         assert_eq!(redact("postgres://app@db/sse"), "postgres://app@db/sse");
+    }
+
+    #[test]
+    fn query_keys_are_read_as_the_server_reads_them() {
+        let ticket = "3f1c2a9e-8b7d-4c6e-9f0a-1b2c3d4e5f60";
+        for (query, want) in [
+            // Percent-encoded letters: the server decodes these keys to `token`.
+            (format!("%74oken={ticket}"), "token=[redacted]".to_owned()),
+            (format!("to%6Ben={ticket}"), "token=[redacted]".to_owned()),
+            (
+                format!("%74%6F%6B%65%6E={ticket}"),
+                "token=[redacted]".to_owned(),
+            ),
+            // Case variants.
+            (format!("TOKEN={ticket}"), "TOKEN=[redacted]".to_owned()),
+            (format!("Ticket={ticket}"), "Ticket=[redacted]".to_owned()),
+            // Repeated keys: every value.
+            (
+                format!("token=a{ticket}&token=b{ticket}"),
+                "token=[redacted]&token=[redacted]".to_owned(),
+            ),
+            // `+` is a space, in keys and values alike.
+            (format!("token+={ticket}"), "token+=[redacted]".to_owned()),
+            (format!("token={ticket}+x"), "token=[redacted]".to_owned()),
+            // Other credential names, and a key without a value.
+            (
+                format!("access_token={ticket}&subject_token={ticket}&token"),
+                "access_token=[redacted]&subject_token=[redacted]&token=[redacted]".to_owned(),
+            ),
+            // Other parameters are kept as they were.
+            (
+                format!("lastEventId=01937a9e&%74oken={ticket}&x=%41"),
+                "lastEventId=01937a9e&token=[redacted]&x=%41".to_owned(),
+            ),
+        ] {
+            assert_eq!(redact_query(&query), want, "{query}");
+        }
+        assert!(matches!(
+            redact_query("lastEventId=01937a9e&x=1"),
+            Cow::Borrowed("lastEventId=01937a9e&x=1")
+        ));
+        // A decoded key is re-encoded: it cannot break the log line.
+        assert_eq!(redact_query("%0Atoken=1"), "%0Atoken=[redacted]");
     }
 }

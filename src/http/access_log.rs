@@ -1,5 +1,6 @@
 //! One access-log line and one latency sample per request. The URI is logged
-//! with `token=` redacted; the latency label is the route pattern.
+//! with every credential parameter (`token=`, however encoded) redacted; the
+//! latency label is the route pattern.
 
 use std::time::Instant;
 
@@ -10,7 +11,7 @@ use actix_web::web::Data;
 
 use crate::hub::Hub;
 use crate::metrics::RequestLabels;
-use crate::telemetry::redact;
+use crate::telemetry::{redact, redact_query};
 
 /// Logs the request and records its latency until the response head.
 pub async fn access_log(
@@ -37,11 +38,14 @@ pub async fn access_log(
     }
     // The line is built only when it is logged: the redaction costs a regex pass.
     if tracing::enabled!(target: "sse_ticket::access", tracing::Level::INFO) {
-        // Only a query string can carry a ticket.
-        let uri = if request.query_string().is_empty() {
+        // Only a query string can carry a ticket. Its keys are decoded as the
+        // server decodes them (`%74oken=` is `token=`); the regex is a second net.
+        let query = request.query_string();
+        let uri = if query.is_empty() {
             request.path().to_owned()
         } else {
-            redact(&request.uri().to_string()).into_owned()
+            let uri = format!("{}?{}", request.path(), redact_query(query));
+            redact(&uri).into_owned()
         };
         let peer = request
             .peer_addr()

@@ -38,10 +38,28 @@ impl FromRequest for Bearer {
                 Some(None) => Err(ApiError::InvalidToken(
                     "the Authorization header is not of the form Bearer <token>".into(),
                 )),
-                Some(Some(token)) => hub.authenticate(&token).await.map(Bearer),
+                Some(Some(token)) => {
+                    check_length(&token)?;
+                    hub.authenticate(&token).await.map(Bearer)
+                }
             }
         })
     }
+}
+
+/// Longest bearer token accepted, in bytes. A longer one is refused before
+/// anything decodes it: no identity provider issues such tokens, and the
+/// cost of refusing one stays constant.
+pub(crate) const MAX_BEARER_TOKEN: usize = 8 * 1024;
+
+/// Refuses a bearer token over [`MAX_BEARER_TOKEN`] (`401 invalid_token`).
+pub(crate) fn check_length(token: &str) -> Result<(), ApiError> {
+    if token.len() > MAX_BEARER_TOKEN {
+        return Err(ApiError::InvalidToken(format!(
+            "the bearer token is longer than {MAX_BEARER_TOKEN} bytes"
+        )));
+    }
+    Ok(())
 }
 
 /// The verified claims of a bearer token with the admin permission.

@@ -15,6 +15,9 @@ pub(crate) fn json<T: DeserializeOwned>(
         Some(PayloadError::Overflow) => {
             ApiError::PayloadTooLarge(format!("the body is larger than {} bytes", super::MAX_BODY))
         }
+        Some(PayloadError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+            ApiError::RequestTimeout
+        }
         _ => ApiError::InvalidBody("the body could not be read".into()),
     })?;
     match bytes.iter().find(|b| !b.is_ascii_whitespace()) {

@@ -69,6 +69,9 @@ pub enum ApiError {
     /// The ticket is unknown, used, expired or not a ticket at all.
     #[error("the ticket is invalid, expired or already used; fetch a new one from POST /sse-token")]
     InvalidTicket,
+    /// The request's body did not arrive within the request timeout.
+    #[error("the request's body took too long to arrive")]
+    RequestTimeout,
     /// A backend is down or full; the cause is logged, not shown.
     #[error("the service is temporarily unavailable; retry shortly")]
     Unavailable(String),
@@ -98,6 +101,7 @@ impl ApiError {
             Self::TooManyStreams { .. } => "too_many_streams",
             Self::AtCapacity { .. } => "unavailable",
             Self::InvalidTicket => "invalid_ticket",
+            Self::RequestTimeout => "request_timeout",
             Self::Unavailable(_) => "unavailable",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed(_) => "method_not_allowed",
@@ -135,6 +139,7 @@ impl ResponseError for ApiError {
                 StatusCode::TOO_MANY_REQUESTS
             }
             Self::Unavailable(_) | Self::AtCapacity { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
         }

@@ -5,6 +5,7 @@ mod access_log;
 mod admin;
 mod bearer;
 mod body;
+mod deadline;
 mod demo;
 pub mod error;
 mod ops;
@@ -18,6 +19,7 @@ use actix_web::middleware::Condition;
 use actix_web::web;
 
 pub use access_log::access_log;
+pub use deadline::{RequestTimeout, body_deadline};
 use error::ApiError;
 
 /// Largest request body accepted, in bytes: an event's data limit plus room

@@ -20,7 +20,7 @@ use crate::helpers::{
 
 /// A self-signed certificate for `localhost` and 127.0.0.1 (`cert.pem`,
 /// `key.pem`) in a directory of its own.
-struct TestCert {
+pub(crate) struct TestCert {
     dir: PathBuf,
 }
 
@@ -63,7 +63,9 @@ impl TestCert {
 }
 
 /// A server with TLS, and its certificate.
-async fn spawn_tls_app(tweak: impl FnOnce(&mut sse_ticket::Config)) -> (TestApp, TestCert) {
+pub(crate) async fn spawn_tls_app(
+    tweak: impl FnOnce(&mut sse_ticket::Config),
+) -> (TestApp, TestCert) {
     let cert = TestCert::new();
     let files = cert.files();
     let app = spawn_app_with(move |config| {
@@ -76,7 +78,22 @@ async fn spawn_tls_app(tweak: impl FnOnce(&mut sse_ticket::Config)) -> (TestApp,
 }
 
 /// One HTTP/2 connection (TLS, ALPN `h2`) to `app`, trusting `cert`.
-async fn h2_connection(app: &TestApp, cert: &TestCert) -> h2::client::SendRequest<Bytes> {
+pub(crate) async fn h2_connection(
+    app: &TestApp,
+    cert: &TestCert,
+) -> h2::client::SendRequest<Bytes> {
+    let (client, connection) = h2::client::handshake(h2_tls(app, cert).await)
+        .await
+        .expect("h2 handshake");
+    tokio::spawn(connection);
+    client
+}
+
+/// A TLS connection to `app` on which ALPN chose `h2`, before any HTTP/2 byte.
+pub(crate) async fn h2_tls(
+    app: &TestApp,
+    cert: &TestCert,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let mut roots = rustls::RootCertStore::empty();
     for der in CertificateDer::pem_file_iter(cert.cert()).expect("PEM") {
         roots.add(der.expect("a certificate")).expect("a root");
@@ -98,9 +115,7 @@ async fn h2_connection(app: &TestApp, cert: &TestCert) -> h2::client::SendReques
         Some(&b"h2"[..]),
         "ALPN chose h2"
     );
-    let (client, connection) = h2::client::handshake(tls).await.expect("h2 handshake");
-    tokio::spawn(connection);
-    client
+    tls
 }
 
 /// Opens `/stream` with `ticket` as one more stream of `connection`, through `ready`.

@@ -53,6 +53,7 @@ mod payload;
 mod requests;
 mod responses;
 mod service;
+pub mod sse_ticket_patch;
 pub mod test;
 #[cfg(feature = "ws")]
 pub mod ws;

@@ -10,6 +10,8 @@ use tracing::{debug, error, trace};
 
 use super::chunked::ChunkedState;
 use crate::{error::ParseError, header::HeaderMap, ConnectionType, Request, ResponseHead};
+// sse-ticket patch: the limit on a request head.
+use crate::sse_ticket_patch::MAX_REQUEST_HEAD_SIZE;
 
 pub(crate) const MAX_BUFFER_SIZE: usize = 131_072;
 const MAX_HEADERS: usize = 96;
@@ -273,6 +275,15 @@ impl MessageType for Request {
             let mut req = httparse::Request::new(&mut []);
 
             match req.parse_with_uninit_headers(src, &mut parsed)? {
+                // sse-ticket patch: a request head larger than
+                // MAX_REQUEST_HEAD_SIZE is refused (431), complete or not;
+                // upstream accepts up to MAX_BUFFER_SIZE (128 KiB).
+                httparse::Status::Complete(len) if len > MAX_REQUEST_HEAD_SIZE => {
+                    return Err(ParseError::TooLarge);
+                }
+                httparse::Status::Partial if src.len() > MAX_REQUEST_HEAD_SIZE => {
+                    return Err(ParseError::TooLarge);
+                }
                 httparse::Status::Complete(len) => {
                     let method = Method::from_bytes(req.method.unwrap().as_bytes())
                         .map_err(|_| ParseError::Method)?;

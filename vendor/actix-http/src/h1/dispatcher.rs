@@ -599,11 +599,13 @@ where
                     }
 
                     // handle error message
-                    Some(DispatcherMessage::Error(res)) => {
+                    Some(DispatcherMessage::Error(mut res)) => {
                         // send_response would update InnerDispatcher state to SendPayload or None
                         // (If response body is empty)
                         // continue loop to poll it
-                        self.as_mut().send_error_response(res, BoxBody::new(()))?;
+                        // sse-ticket patch: a JSON body on 431 (none on other errors, as upstream).
+                        let body = crate::sse_ticket_patch::error_body(&mut res);
+                        self.as_mut().send_error_response(res, body)?;
                     }
 
                     // return with upgrade request and poll it exclusively
@@ -990,17 +992,19 @@ where
 
                 Err(ParseError::TooLarge) => {
                     trace!("request head was too big; returning 431 response");
+                    // sse-ticket patch: counted for the service's metrics.
+                    crate::sse_ticket_patch::count_head_too_large();
 
                     if let Some(mut payload) = this.payload.take() {
                         payload.set_error(PayloadError::Overflow);
                     }
 
                     // request heads that overflow buffer size return a 431 error
-                    this.messages
-                        .push_back(DispatcherMessage::Error(Response::with_body(
-                            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                            (),
-                        )));
+                    // sse-ticket patch: saying that the connection closes after it.
+                    let mut res =
+                        Response::with_body(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, ());
+                    res.head_mut().set_connection_type(ConnectionType::Close);
+                    this.messages.push_back(DispatcherMessage::Error(res));
 
                     this.flags.insert(Flags::READ_DISCONNECT);
                     *this.error = Some(ParseError::TooLarge.into());
@@ -1042,10 +1046,14 @@ where
 
                 trace!("timed out on slow request; replying with 408 and closing connection");
 
-                let _ = self.as_mut().send_error_response(
-                    Response::with_body(StatusCode::REQUEST_TIMEOUT, ()),
-                    BoxBody::new(()),
-                );
+                // sse-ticket patch: a JSON body, and counted for the service's
+                // metrics. The body is written into the buffer at once: a
+                // dispatcher that shuts down only flushes, it polls no body.
+                crate::sse_ticket_patch::count_head_timed_out();
+                let mut res = Response::with_body(StatusCode::REQUEST_TIMEOUT, ());
+                let body = crate::sse_ticket_patch::error_body(&mut res);
+                let _ = self.as_mut().send_error_response(res, body);
+                let _ = self.as_mut().poll_response(cx);
 
                 self.project().flags.insert(Flags::SHUTDOWN);
             }
@@ -1330,6 +1338,17 @@ where
                         let inner = inner.as_mut().project();
                         inner.flags.remove(Flags::KEEP_ALIVE);
                         inner.ka_timer.clear(line!());
+
+                        // sse-ticket patch: the next request on a kept-alive
+                        // connection has begun; its head must arrive within the
+                        // client request timeout too. Upstream times only the
+                        // first request's head, so a later one could hold the
+                        // connection forever by never finishing its headers.
+                        if let Some(deadline) = inner.config.client_request_deadline() {
+                            inner
+                                .head_timer
+                                .set_and_init(cx, sleep_until(deadline.into()), line!());
+                        }
                     }
 
                     if !inner.flags.contains(Flags::STARTED) {
@@ -1431,6 +1450,23 @@ where
 
                     // keep-alive and stream errors
                     if state_is_none && inner_p.write_buf.is_empty() {
+                        // sse-ticket patch: after the 431 of a request head too
+                        // large, linger (read and discard what the client still
+                        // sends, up to client_disconnect_timeout) before closing.
+                        // Closing at once, with the rest of the head unread,
+                        // resets the connection, and the client may lose the 431.
+                        if matches!(
+                            inner_p.error,
+                            Some(DispatchError::Parse(ParseError::TooLarge))
+                        ) && inner_p.config.client_disconnect_deadline().is_some()
+                        {
+                            *inner_p.error = None;
+                            inner_p.read_buf.clear();
+                            inner_p.flags.remove(Flags::READ_DISCONNECT | Flags::KEEP_ALIVE);
+                            inner_p.flags.insert(Flags::LINGER | Flags::FINISHED);
+                            return self.poll(cx);
+                        }
+
                         if let Some(err) = inner_p.error.take() {
                             error!("stream error: {}", &err);
                             return Poll::Ready(Err(err));

@@ -71,6 +71,11 @@ where
         // connection (SETTINGS_MAX_CONCURRENT_STREAMS), which upstream leaves
         // unlimited; clients queue requests beyond it.
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        // sse-ticket patch: advertise and enforce a limit on a request's
+        // header block (SETTINGS_MAX_HEADER_LIST_SIZE); h2 answers a larger
+        // one with 431 and resets the stream. Upstream leaves h2's default
+        // (16 MiB, not advertised).
+        .max_header_list_size(crate::sse_ticket_patch::MAX_REQUEST_HEAD_SIZE as u32)
         .initial_window_size(config.h2_initial_window_size())
         .initial_connection_window_size(config.h2_initial_connection_window_size());
 
@@ -102,6 +107,8 @@ where
             Poll::Pending => match this.timer.as_mut() {
                 Some(timer) => {
                     ready!(timer.as_mut().poll(cx));
+                    // sse-ticket patch: counted for the service's metrics.
+                    crate::sse_ticket_patch::count_head_timed_out();
                     Poll::Ready(Err(DispatchError::SlowRequestTimeout))
                 }
                 None => Poll::Pending,
