@@ -13,8 +13,9 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_http::sse_ticket_patch::StreamWriteTimeout;
 use actix_web::web::{Data, Query};
-use actix_web::{HttpRequest, Responder};
+use actix_web::{HttpRequest, HttpResponse, Responder as _};
 use actix_web_lab::sse;
 use futures_util::future::BoxFuture;
 use futures_util::stream::{self, Stream};
@@ -46,7 +47,7 @@ pub(crate) async fn open(
     req: HttpRequest,
     ClientInfo(client): ClientInfo,
     query: Result<Query<StreamQuery>, actix_web::Error>,
-) -> Result<impl Responder, ApiError> {
+) -> Result<HttpResponse, ApiError> {
     let query = query.ok().map(Query::into_inner);
     let (token, from_query) = query.map_or((None, None), |q| (q.token, q.last_event_id));
     // The header is what a browser's own reconnect sends; the parameter is
@@ -66,10 +67,18 @@ pub(crate) async fn open(
         .await?;
     let settings = hub.stream_settings();
     let events = events(&hub, opened, settings);
-    Ok(sse::Sse::from_infallible_stream(events)
+    let mut response = sse::Sse::from_infallible_stream(events)
         .with_retry_duration(settings.retry)
         .customize()
-        .insert_header(("X-Accel-Buffering", "no")))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .respond_to(&req)
+        .map_into_boxed_body();
+    // Over HTTP/2 a client can stop taking one stream's bytes and keep the
+    // connection: the HTTP layer resets such a stream after the write timeout.
+    response
+        .extensions_mut()
+        .insert(StreamWriteTimeout(settings.write_timeout));
+    Ok(response)
 }
 
 /// Why a stream ended, for the `close` frame and the metrics.

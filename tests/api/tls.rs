@@ -451,3 +451,51 @@ async fn dev_tls_generates_a_certificate_and_says_how_to_trust_it() {
         assert!(!line.contains("ERROR"), "{line}");
     }
 }
+
+#[tokio::test]
+async fn an_http2_stream_whose_client_takes_no_bytes_is_reset_and_freed() {
+    let (app, cert) = spawn_tls_app(|c| {
+        c.streams.write_timeout = Duration::from_secs(1);
+        c.retention.history_max_per_topic = 0;
+    })
+    .await;
+    // Small stream windows, a large connection window: one stream can stall
+    // while the connection and its other streams still move.
+    let (client, connection) = h2::client::Builder::new()
+        .initial_window_size(16 * 1024)
+        .initial_connection_window_size(8 * 1024 * 1024)
+        .handshake::<_, Bytes>(h2_tls(&app, &cert).await)
+        .await
+        .expect("h2 handshake");
+    tokio::spawn(connection);
+    let bearer = app.token("alice", &["t"], &[]);
+    let mut kept = h2_stream(&client, &app, &app.ticket(&bearer, &["t"]).await).await;
+
+    // A stream whose body is never read: its window is never given back.
+    let ticket = app.ticket(&bearer, &["t"]).await;
+    let mut sender = client.clone().ready().await.expect("a stream slot");
+    let request = http::Request::get(app.url(&format!("/stream?token={ticket}")))
+        .body(())
+        .expect("request");
+    let (response, _) = sender.send_request(request, true).expect("sent");
+    let stalled = response.await.expect("response");
+    assert_eq!(stalled.status(), 200);
+    assert_eq!(app.metric("sse_ticket_streams_open").await, 2.0);
+
+    let data = json!("x".repeat(20 * 1024));
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(app.publish("t", None, data.clone()).await);
+        assert_eq!(kept.next_event().await.id, ids.last().cloned());
+    }
+    app.wait_for_metric("sse_ticket_streams_open", 1.0).await;
+    assert_eq!(
+        app.metric(r#"sse_ticket_streams_closed_total{reason="write_timeout"}"#)
+            .await,
+        1.0
+    );
+    // The connection and its other stream carry on.
+    let id = app.publish("t", None, json!("still here")).await;
+    assert_eq!(kept.next_event().await.id.as_deref(), Some(id.as_str()));
+    drop(stalled);
+}

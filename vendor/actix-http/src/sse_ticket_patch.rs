@@ -3,6 +3,7 @@
 //! application. See `PATCHED.md`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use crate::{
@@ -60,3 +61,11 @@ pub(crate) fn error_body(res: &mut Response<()>) -> BoxBody {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     BoxBody::new(Bytes::from_static(body))
 }
+
+/// Put in a response's extensions: over HTTP/2, a stream whose client grants
+/// no flow-control window (takes no bytes) for this long while its body has
+/// bytes to send is reset (`RST_STREAM`, `CANCEL`) and its body dropped. The
+/// connection and its other streams carry on. (A connection that takes no
+/// bytes at all is the kernel's to drop: `TCP_USER_TIMEOUT`.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamWriteTimeout(pub Duration);

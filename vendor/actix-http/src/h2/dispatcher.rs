@@ -213,6 +213,12 @@ async fn handle_response<B>(
 where
     B: MessageBody,
 {
+    // sse-ticket patch: the response may bound how long its body waits for
+    // the client to take bytes (see `sse_ticket_patch::StreamWriteTimeout`).
+    let write_timeout = res
+        .extensions()
+        .get::<crate::sse_ticket_patch::StreamWriteTimeout>()
+        .map(|timeout| timeout.0);
     let (res, body) = res.replace_body(());
 
     // prepare response.
@@ -261,7 +267,20 @@ where
             // reserve enough space and wait for stream ready.
             stream.reserve_capacity(chunk_size);
 
-            match poll_fn(|cx| stream.poll_capacity(cx)).await {
+            let capacity = poll_fn(|cx| stream.poll_capacity(cx));
+            let capacity = match write_timeout {
+                None => capacity.await,
+                Some(timeout) => match tokio::time::timeout(timeout, capacity).await {
+                    Ok(capacity) => capacity,
+                    // sse-ticket patch: the client took no bytes for the
+                    // timeout; give the stream up and drop its body.
+                    Err(_) => {
+                        stream.send_reset(h2::Reason::CANCEL);
+                        return Ok(());
+                    }
+                },
+            };
+            match capacity {
                 // No capacity left. drop body and return.
                 None => return Ok(()),
 
