@@ -298,6 +298,19 @@ pub(crate) async fn post_ticket(
 }
 
 impl Process {
+    /// Stops the process with SIGTERM; returns everything it logged.
+    pub(crate) async fn stop_and_read_logs(&mut self) -> String {
+        terminate(&self.child);
+        let mut logs = String::new();
+        let mut stderr = self.child.stderr.take().expect("stderr");
+        tokio::time::timeout(PATIENCE, stderr.read_to_string(&mut logs))
+            .await
+            .expect("the process ends")
+            .expect("stderr");
+        self.child.wait().await.expect("exit");
+        logs
+    }
+
     /// Opens a stream on `orders/*` as the banner's subscriber, through `ready`.
     pub(crate) async fn open_stream(&self, client: &reqwest::Client) -> SseStream {
         let bearer = exported(&self.stdout, "SUB_TOKEN");
@@ -457,15 +470,8 @@ async fn no_ticket_and_no_bearer_token_reaches_the_logs() {
         .expect("publish");
     assert_eq!(published.status(), 200);
 
-    terminate(&process.child);
+    let logs = process.stop_and_read_logs().await;
     stream.next_event().await; // close
-    let mut logs = String::new();
-    let mut stderr = process.child.stderr.take().expect("stderr");
-    tokio::time::timeout(PATIENCE, stderr.read_to_string(&mut logs))
-        .await
-        .expect("the process ends")
-        .expect("stderr");
-    process.child.wait().await.expect("exit");
 
     assert!(
         logs.contains("token=[redacted]"),

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use crate::cli::{output, post_ticket, serve, sse_ticket, terminate};
+use crate::cli::{output, post_ticket, serve, sse_ticket};
 use crate::helpers::{
     PATIENCE, SECRET, TestApp, assert_bearer_error, assert_error, header, spawn_app, spawn_app_with,
 };
@@ -403,14 +403,7 @@ async fn a_credential_parameter_is_redacted_from_the_logs_however_it_is_encoded(
         tickets.push(live);
     }
 
-    terminate(&process.child);
-    let mut logs = String::new();
-    let mut stderr = process.child.stderr.take().expect("stderr");
-    tokio::time::timeout(PATIENCE, stderr.read_to_string(&mut logs))
-        .await
-        .expect("the process ends")
-        .expect("stderr");
-    process.child.wait().await.expect("exit");
+    let logs = process.stop_and_read_logs().await;
 
     assert!(
         logs.contains("/stream?token=[redacted]"),
