@@ -38,7 +38,9 @@ URL="http://127.0.0.1:$PORT"
 
 start_server() { # extra serve flags...; sets SERVER_PID
     rm -f "$WORK"/bench.db*
-    "$BIN" serve --bind "127.0.0.1:$PORT" --database-url "sqlite://$WORK/bench.db" "$@" >"$WORK/server.log" 2>&1 &
+    # 18,000 streams with 20,000 files: above the default stream cap (the
+    # open-file limit less a tenth), so it is set.
+    "$BIN" serve --bind "127.0.0.1:$PORT" --database-url "sqlite://$WORK/bench.db" --max-streams 19500 "$@" >"$WORK/server.log" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 1 100); do curl -sf "$URL/healthz" >/dev/null && return; sleep 0.1; done
     echo "the server did not start:" >&2; cat "$WORK/server.log" >&2; exit 1

@@ -45,10 +45,11 @@ pub async fn run(ctx: &Context, args: StreamsArgs) -> anyhow::Result<Verdict> {
     let credentials = ctx.credentials()?;
     let n = args.n as usize;
     let concurrency = usize::from(args.connections);
-    if credentials.is_fixed() && concurrency > 32 {
+    if credentials.is_fixed() && (concurrency > 32 || n > 16) {
         eprintln!(
-            "note: with --token every ticket is for one subject; more than 32 opening at once \
-             may meet the server's per-subject cap (429)"
+            "note: with --token every ticket and stream is one subject's; the server's per-subject \
+             caps (SSE_TICKET_MAX_TICKETS_PER_SUBJECT, default 32 outstanding tickets, and \
+             SSE_TICKET_MAX_STREAMS_PER_SUBJECT, default 16 open streams) answer 429 beyond them"
         );
     }
     ctx.ensure_open_files((n + concurrency) as u64, &format!("--n {n}"))?;
