@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row as _;
 
-use super::{Database, DbError, Statement, from_millis, to_millis};
+use super::{Database, DbError, Statement, from_millis, timed, to_millis};
 
 const INSERT_CHUNK: usize = 500;
 
@@ -85,6 +85,10 @@ pub struct AuditQuery {
 impl Database {
     /// Stores `records` in one transaction.
     pub async fn insert_audit(&self, records: &[AuditRecord]) -> Result<(), DbError> {
+        timed(self.insert_audit_now(records)).await
+    }
+
+    async fn insert_audit_now(&self, records: &[AuditRecord]) -> Result<(), DbError> {
         let mut tx = self.pool().begin().await?;
         for chunk in records.chunks(INSERT_CHUNK) {
             let mut insert = Statement::new(
@@ -132,7 +136,7 @@ impl Database {
         select
             .push(" ORDER BY at DESC, seq DESC LIMIT ")
             .int(i64::from(query.limit));
-        let rows = select.query().fetch_all(self.pool()).await?;
+        let rows = timed(select.query().fetch_all(self.pool())).await?;
         rows.iter()
             .map(|row| {
                 let topics: String = row.try_get("topics")?;
@@ -154,10 +158,9 @@ impl Database {
 
     /// Deletes rows older than `older_than`; returns how many went.
     pub async fn prune_audit(&self, older_than: DateTime<Utc>) -> Result<u64, DbError> {
-        Ok(sqlx::query("DELETE FROM audit WHERE at < $1")
+        let delete = sqlx::query("DELETE FROM audit WHERE at < $1")
             .bind(to_millis(older_than))
-            .execute(self.pool())
-            .await?
-            .rows_affected())
+            .execute(self.pool());
+        Ok(timed(delete).await?.rows_affected())
     }
 }

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row as _;
 use uuid::Uuid;
 
-use super::{Database, DbError, Statement, from_millis, to_millis};
+use super::{Database, DbError, Statement, from_millis, timed, to_millis};
 use crate::auth::TopicPattern;
 
 /// Rows per multi-row `INSERT`, well under both engines' bind-parameter limits.
@@ -40,6 +40,10 @@ pub struct Replay {
 impl Database {
     /// Stores `events` in one transaction, in the order given.
     pub async fn insert_events(&self, events: &[StoredEvent]) -> Result<(), DbError> {
+        timed(self.insert_events_now(events)).await
+    }
+
+    async fn insert_events_now(&self, events: &[StoredEvent]) -> Result<(), DbError> {
         let mut tx = self.pool().begin().await?;
         for chunk in events.chunks(INSERT_CHUNK) {
             let mut insert = Statement::new(
@@ -75,10 +79,10 @@ impl Database {
         after: Uuid,
         limit: usize,
     ) -> Result<Replay, DbError> {
-        let after_seq: Option<i64> = sqlx::query_scalar("SELECT seq FROM events WHERE id = $1")
+        let after_seq = sqlx::query_scalar("SELECT seq FROM events WHERE id = $1")
             .bind(after.hyphenated().to_string())
-            .fetch_optional(self.pool())
-            .await?;
+            .fetch_optional(self.pool());
+        let after_seq: Option<i64> = timed(after_seq).await?;
         let mut select = Statement::new(
             self.backend(),
             "SELECT id, topic, kind, data, published_at FROM events WHERE ",
@@ -116,7 +120,7 @@ impl Database {
         select
             .push(" ORDER BY seq DESC LIMIT ")
             .int(i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1));
-        let rows = select.query().fetch_all(self.pool()).await?;
+        let rows = timed(select.query().fetch_all(self.pool())).await?;
         let truncated = rows.len() > limit;
         let mut events = rows
             .iter()
@@ -147,9 +151,8 @@ impl Database {
     ) -> Result<u64, DbError> {
         let aged = sqlx::query("DELETE FROM events WHERE published_at < $1")
             .bind(to_millis(older_than))
-            .execute(self.pool())
-            .await?
-            .rows_affected();
+            .execute(self.pool());
+        let aged = timed(aged).await?.rows_affected();
         let surplus = sqlx::query(
             "DELETE FROM events WHERE seq IN (
                 SELECT seq FROM (
@@ -159,9 +162,8 @@ impl Database {
             )",
         )
         .bind(i64::from(max_per_topic))
-        .execute(self.pool())
-        .await?
-        .rows_affected();
+        .execute(self.pool());
+        let surplus = timed(surplus).await?.rows_affected();
         Ok(aged + surplus)
     }
 }
