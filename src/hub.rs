@@ -17,7 +17,8 @@ use crate::broker::{
 };
 use crate::clock::SharedClock;
 use crate::db::{
-    AuditAction, AuditQuery, AuditRecord, BatchWriter, Database, Replay, Revocation, StoredEvent,
+    AuditAction, AuditQuery, AuditRecord, BatchWriter, Database, Replay, ReplayBudget, Revocation,
+    StoredEvent,
 };
 use crate::http::error::ApiError;
 use crate::metrics::{Metrics, RejectLabels};
@@ -33,6 +34,9 @@ pub const MAX_EVENT_TYPE_LEN: usize = 64;
 /// Most events one resume replays; a client further behind gets the newest
 /// ones and `event: reset`.
 pub const MAX_REPLAY: usize = 10_000;
+/// Most bytes of event data one resume replays (the newest that fit, after
+/// `event: reset`): a resume never holds more than this in memory.
+pub const MAX_REPLAY_BYTES: usize = 4 * 1024 * 1024;
 
 /// Stream settings the HTTP layer needs.
 #[derive(Debug, Clone, Copy)]
@@ -296,7 +300,14 @@ impl Hub {
             });
         }
         self.db
-            .replay(topics, after, MAX_REPLAY)
+            .replay(
+                topics,
+                after,
+                ReplayBudget {
+                    events: MAX_REPLAY,
+                    bytes: MAX_REPLAY_BYTES,
+                },
+            )
             .await
             .map_err(|e| ApiError::Unavailable(e.to_string()))
     }

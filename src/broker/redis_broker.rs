@@ -27,7 +27,7 @@ use uuid::Uuid;
 use super::{Broker, BrokerError, Event, Fanout, MemoryBroker, Notice, Subscription};
 use crate::auth::TopicPattern;
 use crate::clock::SharedClock;
-use crate::db::{Database, StoredEvent};
+use crate::db::{Database, ReplayBudget, StoredEvent};
 use crate::metrics::Metrics;
 use crate::redis_link::{BACKOFF_MAX, BACKOFF_MIN, RedisLink};
 
@@ -39,8 +39,12 @@ const PING_INTERVAL: Duration = Duration::from_secs(5);
 /// How far before the subscription was lost the catch-up reads history, to
 /// cover events stored before but published after that moment.
 const CATCH_UP_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
-/// Most events one catch-up delivers.
-const CATCH_UP_LIMIT: usize = 10_000;
+/// Most events one catch-up delivers, and most bytes of their data (the
+/// newest that fit): a catch-up holds no more than this in memory.
+const CATCH_UP_LIMIT: ReplayBudget = ReplayBudget {
+    events: 10_000,
+    bytes: 4 * 1024 * 1024,
+};
 /// Ids of recently delivered events remembered, so a catch-up delivers none twice.
 const SEEN_CAPACITY: usize = 16_384;
 
@@ -323,7 +327,8 @@ impl Listener {
             Ok(missed) => {
                 if missed.gap {
                     tracing::warn!(
-                        limit = CATCH_UP_LIMIT,
+                        events = CATCH_UP_LIMIT.events,
+                        bytes = CATCH_UP_LIMIT.bytes,
                         "more events were published during the Redis outage than a catch-up delivers; streams may have missed some"
                     );
                 }

@@ -18,7 +18,7 @@ use sqlx::{AnyPool, Executor as _};
 
 pub use audit::{AuditAction, AuditQuery, AuditRecord};
 pub use batch::{BatchError, BatchWriter};
-pub use events::{Replay, StoredEvent};
+pub use events::{Replay, ReplayBudget, StoredEvent};
 pub use revocations::Revocation;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
