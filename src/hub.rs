@@ -14,6 +14,7 @@ use crate::audit::{AuditLog, Client, entry, fingerprint};
 use crate::auth::{Claims, Subject, Topic, TopicPattern, Verifier};
 use crate::broker::{
     Broker, DEFAULT_EVENT_TYPE, Event, Notice, RESERVED_EVENT_TYPES, Subscription,
+    is_well_formed_event_type,
 };
 use crate::clock::SharedClock;
 use crate::db::{
@@ -25,12 +26,10 @@ use crate::metrics::{Metrics, RejectLabels};
 use crate::revocation::{Registration, Revocations, StreamRegistry};
 use crate::ticket::{Grant, RedeemError, Ticket, TicketId, TicketStore};
 
-/// Largest serialized `data` of one event.
-pub const MAX_EVENT_DATA: usize = 64 * 1024;
+pub use crate::broker::{MAX_EVENT_DATA, MAX_EVENT_TYPE_LEN};
+
 /// Most topics one ticket may carry.
 pub const MAX_TOPICS_PER_TICKET: usize = 64;
-/// Longest event type.
-pub const MAX_EVENT_TYPE_LEN: usize = 64;
 /// Most events one resume replays; a client further behind gets the newest
 /// ones and `event: reset`.
 pub const MAX_REPLAY: usize = 10_000;
@@ -519,12 +518,7 @@ fn ticket_entry(
 }
 
 fn validate_event_type(kind: &str) -> Result<(), ApiError> {
-    let valid = !kind.is_empty()
-        && kind.len() <= MAX_EVENT_TYPE_LEN
-        && kind
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
-    if !valid {
+    if !is_well_formed_event_type(kind) {
         return Err(ApiError::InvalidBody(format!(
             "event must be 1 to {MAX_EVENT_TYPE_LEN} characters of A-Z a-z 0-9 . _ : -"
         )));

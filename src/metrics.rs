@@ -61,6 +61,9 @@ pub struct Metrics {
     pub events_pruned: Counter,
     /// Events queued to a stream (one per stream per event).
     pub events_delivered: Counter<u64, AtomicU64>,
+    /// Events read back from history or Redis that broke the rules of
+    /// `/publish`, skipped instead of sent.
+    pub events_invalid: Counter,
     /// Audit records not queued because the queue was full.
     pub audit_records_dropped: Counter,
     /// Audit batches that failed to write.
@@ -70,6 +73,18 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Counts an event read back from history or Redis that is invalid, and
+    /// says so in the log (without its data).
+    pub fn record_invalid_event(
+        &self,
+        id: uuid::Uuid,
+        source: &'static str,
+        reason: &dyn std::fmt::Display,
+    ) {
+        self.events_invalid.inc();
+        tracing::warn!(%id, source, %reason, "skipped an invalid event");
+    }
+
     /// Counts what one local fan-out did.
     pub fn record_fanout(&self, fanout: crate::broker::Fanout) {
         self.events_delivered.inc_by(fanout.delivered as u64);
@@ -96,6 +111,7 @@ impl Metrics {
         let events_published = Counter::default();
         let events_delivered = Counter::default();
         let events_pruned = Counter::default();
+        let events_invalid = Counter::default();
         let audit_records_dropped = Counter::default();
         let audit_write_failures = Counter::default();
         let request_duration = Family::<RequestLabels, Histogram>::new_with_constructor(
@@ -153,6 +169,11 @@ impl Metrics {
             events_pruned.clone(),
         );
         registry.register(
+            "events_invalid",
+            "Events read back from history or Redis that were invalid (bad type, topic or data) and skipped",
+            events_invalid.clone(),
+        );
+        registry.register(
             "audit_records_dropped",
             "Audit records dropped because the write queue was full",
             audit_records_dropped.clone(),
@@ -180,6 +201,7 @@ impl Metrics {
             events_published,
             events_delivered,
             events_pruned,
+            events_invalid,
             audit_records_dropped,
             audit_write_failures,
             request_duration,
