@@ -64,8 +64,12 @@ pub struct Metrics {
     /// Events read back from history or Redis that broke the rules of
     /// `/publish`, skipped instead of sent.
     pub events_invalid: Counter,
-    /// Audit records not queued because the queue was full.
+    /// Rows of rejected presentations not queued because the audit queue
+    /// was full (no other audit record is ever dropped for room).
     pub audit_records_dropped: Counter,
+    /// Rejected presentations counted in the row without a client IP,
+    /// because too many client IPs were counted already.
+    pub audit_rejections_folded: Counter,
     /// Audit batches that failed to write.
     pub audit_write_failures: Counter,
     /// Request latency until the response head.
@@ -114,6 +118,7 @@ impl Metrics {
         let events_invalid = Counter::default();
         let audit_records_dropped = Counter::default();
         let audit_write_failures = Counter::default();
+        let audit_rejections_folded = Counter::default();
         let request_duration = Family::<RequestLabels, Histogram>::new_with_constructor(
             (|| Histogram::new(exponential_buckets(0.000_1, 2.5, 12))) as fn() -> Histogram,
         );
@@ -175,8 +180,13 @@ impl Metrics {
         );
         registry.register(
             "audit_records_dropped",
-            "Audit records dropped because the write queue was full",
+            "Audit rows of rejected tickets dropped because the write queue was full",
             audit_records_dropped.clone(),
+        );
+        registry.register(
+            "audit_rejections_folded",
+            "Rejected ticket presentations audited without their client IP, past the limit of rows counted at once",
+            audit_rejections_folded.clone(),
         );
         registry.register(
             "audit_write_failures",
@@ -203,6 +213,7 @@ impl Metrics {
             events_pruned,
             events_invalid,
             audit_records_dropped,
+            audit_rejections_folded,
             audit_write_failures,
             request_duration,
         }

@@ -145,7 +145,7 @@ impl Server {
                 revocations.insert(sub, revocation.revoked_at);
             }
         }
-        let metrics_for_audit = metrics.clone();
+        let audit = AuditLog::spawn(db.clone(), metrics.clone(), clock.clone());
         let dev_tokens = match (&config.keys, config.dev) {
             (crate::auth::KeySource::Secret(secret), true) => {
                 Some(DevTokens::mint(secret, clock.now())?)
@@ -163,7 +163,7 @@ impl Server {
                 retry: STREAM_RETRY,
             },
             shutdown: shutdown.clone(),
-            audit: AuditLog::spawn(db.clone(), metrics_for_audit),
+            audit,
             revocations,
             streams_by_subject: StreamRegistry::default(),
             dev_tokens,
