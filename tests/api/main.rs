@@ -6,6 +6,7 @@ mod browser;
 mod cli;
 mod cluster;
 mod cors;
+mod hardening_db;
 mod helpers;
 mod openapi;
 mod ops;
