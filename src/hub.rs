@@ -14,25 +14,28 @@ use crate::audit::{AuditLog, Client, entry, fingerprint};
 use crate::auth::{Claims, Subject, Topic, TopicPattern, Verifier};
 use crate::broker::{
     Broker, DEFAULT_EVENT_TYPE, Event, Notice, RESERVED_EVENT_TYPES, Subscription,
+    is_well_formed_event_type,
 };
 use crate::clock::SharedClock;
 use crate::db::{
-    AuditAction, AuditQuery, AuditRecord, BatchWriter, Database, Replay, Revocation, StoredEvent,
+    AuditAction, AuditQuery, AuditRecord, BatchWriter, Database, Replay, ReplayBudget, Revocation,
+    StoredEvent,
 };
 use crate::http::error::ApiError;
 use crate::metrics::{Metrics, RejectLabels, StreamRefusalLabels};
 use crate::revocation::{RegisterError, Registration, Revocations, StreamRegistry};
 use crate::ticket::{Grant, RedeemError, Ticket, TicketId, TicketStore};
 
-/// Largest serialized `data` of one event.
-pub const MAX_EVENT_DATA: usize = 64 * 1024;
+pub use crate::broker::{MAX_EVENT_DATA, MAX_EVENT_TYPE_LEN};
+
 /// Most topics one ticket may carry.
 pub const MAX_TOPICS_PER_TICKET: usize = 64;
-/// Longest event type.
-pub const MAX_EVENT_TYPE_LEN: usize = 64;
 /// Most events one resume replays; a client further behind gets the newest
 /// ones and `event: reset`.
 pub const MAX_REPLAY: usize = 10_000;
+/// Most bytes of event data one resume replays (the newest that fit, after
+/// `event: reset`): a resume never holds more than this in memory.
+pub const MAX_REPLAY_BYTES: usize = 4 * 1024 * 1024;
 
 /// The `Retry-After` of a stream refused at a cap: streams end at the
 /// client's will, so no time is known when one frees up.
@@ -184,12 +187,14 @@ impl Hub {
         let ticket = self.tickets.issue(grant, self.clock.now()).await?;
         self.metrics.tickets_issued.inc();
         tracing::info!(topics = ?ticket.topics(), "ticket issued");
-        self.audit.record(ticket_entry(
-            AuditAction::TicketIssued,
-            ticket.issued_at(),
-            &ticket,
-            client,
-        ));
+        self.audit
+            .record(ticket_entry(
+                AuditAction::TicketIssued,
+                ticket.issued_at(),
+                &ticket,
+                client,
+            ))
+            .await;
         Ok(ticket)
     }
 
@@ -257,7 +262,9 @@ impl Hub {
             let mut record = entry(AuditAction::TicketRejected, self.clock.now(), client);
             record.reason = Some(reason.to_owned());
             record.ticket_fingerprint = token.map(fingerprint);
-            self.audit.record(record);
+            // Counted per client IP, reason and minute: a flood of bad
+            // tickets costs a counter, not a row each.
+            self.audit.reject(record);
             error
         };
         let reject = |reason: &'static str| refuse(reason, ApiError::InvalidTicket);
@@ -318,12 +325,14 @@ impl Hub {
         };
         self.metrics.tickets_redeemed.inc();
         tracing::info!(sub = %ticket.sub(), topics = ?ticket.topics(), resumed = replay.is_some(), "ticket redeemed, stream open");
-        self.audit.record(ticket_entry(
-            AuditAction::TicketRedeemed,
-            subscribed_at,
-            &ticket,
-            client,
-        ));
+        self.audit
+            .record(ticket_entry(
+                AuditAction::TicketRedeemed,
+                subscribed_at,
+                &ticket,
+                client,
+            ))
+            .await;
         Ok(OpenedStream {
             ticket,
             subscription,
@@ -341,7 +350,14 @@ impl Hub {
             });
         }
         self.db
-            .replay(topics, after, MAX_REPLAY)
+            .replay(
+                topics,
+                after,
+                ReplayBudget {
+                    events: MAX_REPLAY,
+                    bytes: MAX_REPLAY_BYTES,
+                },
+            )
             .await
             .map_err(|e| ApiError::Unavailable(e.to_string()))
     }
@@ -447,7 +463,7 @@ impl Hub {
         let mut record = entry(AuditAction::Revoked, now, client);
         record.sub = Some(sub.to_string());
         record.reason = Some(format!("by {}", admin.sub));
-        self.audit.record(record);
+        self.audit.record(record).await;
         Ok(now)
     }
 
@@ -472,7 +488,7 @@ impl Hub {
             let mut record = entry(AuditAction::RevocationLifted, self.clock.now(), client);
             record.sub = Some(sub.to_string());
             record.reason = Some(format!("by {}", admin.sub));
-            self.audit.record(record);
+            self.audit.record(record).await;
         }
         Ok(lifted)
     }
@@ -554,12 +570,7 @@ fn ticket_entry(
 }
 
 fn validate_event_type(kind: &str) -> Result<(), ApiError> {
-    let valid = !kind.is_empty()
-        && kind.len() <= MAX_EVENT_TYPE_LEN
-        && kind
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
-    if !valid {
+    if !is_well_formed_event_type(kind) {
         return Err(ApiError::InvalidBody(format!(
             "event must be 1 to {MAX_EVENT_TYPE_LEN} characters of A-Z a-z 0-9 . _ : -"
         )));

@@ -80,8 +80,15 @@ pub struct Metrics {
     pub events_pruned: Counter,
     /// Events queued to a stream (one per stream per event).
     pub events_delivered: Counter<u64, AtomicU64>,
-    /// Audit records not queued because the queue was full.
+    /// Events read back from history or Redis that broke the rules of
+    /// `/publish`, skipped instead of sent.
+    pub events_invalid: Counter,
+    /// Rows of rejected presentations not queued because the audit queue
+    /// was full (no other audit record is ever dropped for room).
     pub audit_records_dropped: Counter,
+    /// Rejected presentations counted in the row without a client IP,
+    /// because too many client IPs were counted already.
+    pub audit_rejections_folded: Counter,
     /// Audit batches that failed to write.
     pub audit_write_failures: Counter,
     /// Request latency until the response head.
@@ -93,6 +100,18 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Counts an event read back from history or Redis that is invalid, and
+    /// says so in the log (without its data).
+    pub fn record_invalid_event(
+        &self,
+        id: uuid::Uuid,
+        source: &'static str,
+        reason: &dyn std::fmt::Display,
+    ) {
+        self.events_invalid.inc();
+        tracing::warn!(%id, source, %reason, "skipped an invalid event");
+    }
+
     /// Counts what one local fan-out did.
     pub fn record_fanout(&self, fanout: crate::broker::Fanout) {
         self.events_delivered.inc_by(fanout.delivered as u64);
@@ -121,8 +140,10 @@ impl Metrics {
         let events_published = Counter::default();
         let events_delivered = Counter::default();
         let events_pruned = Counter::default();
+        let events_invalid = Counter::default();
         let audit_records_dropped = Counter::default();
         let audit_write_failures = Counter::default();
+        let audit_rejections_folded = Counter::default();
         let request_duration = Family::<RequestLabels, Histogram>::new_with_constructor(
             (|| Histogram::new(exponential_buckets(0.000_1, 2.5, 12))) as fn() -> Histogram,
         );
@@ -188,9 +209,19 @@ impl Metrics {
             events_pruned.clone(),
         );
         registry.register(
+            "events_invalid",
+            "Events read back from history or Redis that were invalid (bad type, topic or data) and skipped",
+            events_invalid.clone(),
+        );
+        registry.register(
             "audit_records_dropped",
-            "Audit records dropped because the write queue was full",
+            "Audit rows of rejected tickets dropped because the write queue was full",
             audit_records_dropped.clone(),
+        );
+        registry.register(
+            "audit_rejections_folded",
+            "Rejected ticket presentations audited without their client IP, past the limit of rows counted at once",
+            audit_rejections_folded.clone(),
         );
         registry.register(
             "audit_write_failures",
@@ -229,7 +260,9 @@ impl Metrics {
             events_published,
             events_delivered,
             events_pruned,
+            events_invalid,
             audit_records_dropped,
+            audit_rejections_folded,
             audit_write_failures,
             request_duration,
             requests_timed_out,

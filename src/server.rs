@@ -154,7 +154,7 @@ impl Server {
         metrics
             .streams_max
             .set(i64::try_from(streams_by_subject.capacity()).unwrap_or(i64::MAX));
-        let metrics_for_audit = metrics.clone();
+        let audit = AuditLog::spawn(db.clone(), metrics.clone(), clock.clone());
         let dev_tokens = match (&config.keys, config.dev) {
             (crate::auth::KeySource::Secret(secret), true) => {
                 Some(DevTokens::mint(secret, clock.now())?)
@@ -173,7 +173,7 @@ impl Server {
                 write_timeout: config.streams.write_timeout,
             },
             shutdown: shutdown.clone(),
-            audit: AuditLog::spawn(db.clone(), metrics_for_audit),
+            audit,
             revocations,
             streams_by_subject,
             dev_tokens,

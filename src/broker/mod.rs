@@ -24,6 +24,40 @@ pub const DEFAULT_EVENT_TYPE: &str = "message";
 /// connection-error handler); publishers may not use them.
 pub const RESERVED_EVENT_TYPES: [&str; 5] = ["ready", "close", "reset", "error", "open"];
 
+/// Largest serialized `data` of one event.
+pub const MAX_EVENT_DATA: usize = 64 * 1024;
+/// Longest event type.
+pub const MAX_EVENT_TYPE_LEN: usize = 64;
+
+/// Whether `kind` has the form of an event type: 1 to [`MAX_EVENT_TYPE_LEN`]
+/// characters of `A-Z a-z 0-9 . _ : -` (reserved names included).
+pub fn is_well_formed_event_type(kind: &str) -> bool {
+    !kind.is_empty()
+        && kind.len() <= MAX_EVENT_TYPE_LEN
+        && kind
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+}
+
+/// Why an event read back from history, or received from another instance,
+/// was refused: it breaks a rule `/publish` enforces (a row written by hand,
+/// by an older version, or by something else sharing the database or Redis).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidEvent {
+    /// The id is not a UUID.
+    #[error("its id is not a UUID")]
+    Id,
+    /// The topic is not a valid topic.
+    #[error("its topic is not a valid topic")]
+    Topic,
+    /// The type is malformed or reserved for the server.
+    #[error("its event type is malformed or reserved")]
+    Kind,
+    /// The data is not JSON, or is larger than [`MAX_EVENT_DATA`].
+    #[error("its data is not JSON of at most {MAX_EVENT_DATA} bytes")]
+    Data,
+}
+
 /// A published event, encoded once and shared by every stream that receives it.
 #[derive(Debug)]
 pub struct Event {
@@ -86,10 +120,25 @@ impl Event {
         }
     }
 
-    /// An event read back from history; `None` if the row is not a valid event.
-    pub fn from_stored(stored: crate::db::StoredEvent) -> Option<Self> {
-        let topic = Topic::parse(&stored.topic).ok()?;
-        Some(Self::new(
+    /// An event read back from history or received from another instance,
+    /// checked against the rules `/publish` applies, so that a bad one never
+    /// reaches the SSE encoder (which would end every stream it went to).
+    pub fn from_stored(stored: crate::db::StoredEvent) -> Result<Self, InvalidEvent> {
+        if stored.id.is_nil() {
+            return Err(InvalidEvent::Id);
+        }
+        let topic = Topic::parse(&stored.topic).map_err(|_| InvalidEvent::Topic)?;
+        if !is_well_formed_event_type(&stored.kind)
+            || RESERVED_EVENT_TYPES.contains(&stored.kind.as_str())
+        {
+            return Err(InvalidEvent::Kind);
+        }
+        if stored.data.len() > MAX_EVENT_DATA
+            || serde_json::from_str::<serde::de::IgnoredAny>(&stored.data).is_err()
+        {
+            return Err(InvalidEvent::Data);
+        }
+        Ok(Self::new(
             stored.id,
             topic,
             &stored.kind,

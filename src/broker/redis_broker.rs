@@ -27,7 +27,7 @@ use uuid::Uuid;
 use super::{Broker, BrokerError, Event, Fanout, MemoryBroker, Notice, Subscription};
 use crate::auth::TopicPattern;
 use crate::clock::SharedClock;
-use crate::db::{Database, StoredEvent};
+use crate::db::{Database, ReplayBudget, StoredEvent};
 use crate::metrics::Metrics;
 use crate::redis_link::{BACKOFF_MAX, BACKOFF_MIN, RedisLink};
 
@@ -39,8 +39,12 @@ const PING_INTERVAL: Duration = Duration::from_secs(5);
 /// How far before the subscription was lost the catch-up reads history, to
 /// cover events stored before but published after that moment.
 const CATCH_UP_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
-/// Most events one catch-up delivers.
-const CATCH_UP_LIMIT: usize = 10_000;
+/// Most events one catch-up delivers, and most bytes of their data (the
+/// newest that fit): a catch-up holds no more than this in memory.
+const CATCH_UP_LIMIT: ReplayBudget = ReplayBudget {
+    events: 10_000,
+    bytes: 4 * 1024 * 1024,
+};
 /// Ids of recently delivered events remembered, so a catch-up delivers none twice.
 const SEEN_CAPACITY: usize = 16_384;
 
@@ -266,8 +270,16 @@ impl Listener {
             let payload = message.get_payload_bytes();
             if message.get_channel_name() == self.channels[0] {
                 match serde_json::from_slice::<StoredEvent>(payload) {
-                    Ok(stored) => self.deliver(stored).await,
-                    Err(error) => tracing::warn!(%error, "unreadable event from Redis"),
+                    Ok(stored) => self.deliver(stored, "redis").await,
+                    Err(error) => {
+                        // Without the payload: it may carry anything.
+                        self.parts.metrics.events_invalid.inc();
+                        tracing::warn!(
+                            category = ?error.classify(),
+                            column = error.column(),
+                            "unreadable event from Redis; skipped"
+                        );
+                    }
                 }
             } else {
                 match serde_json::from_slice::<Notice>(payload) {
@@ -280,13 +292,19 @@ impl Listener {
         }
     }
 
-    /// Fans `stored` out locally, unless it was delivered already.
-    async fn deliver(&mut self, stored: StoredEvent) {
+    /// Fans `stored` out locally, unless it was delivered already or is
+    /// invalid (skipped and counted: it would end every stream it went to).
+    async fn deliver(&mut self, stored: StoredEvent, source: &'static str) {
         if !self.seen.insert(stored.id) {
             return;
         }
-        let Some(event) = Event::from_stored(stored) else {
-            return;
+        let id = stored.id;
+        let event = match Event::from_stored(stored) {
+            Ok(event) => event,
+            Err(reason) => {
+                self.parts.metrics.record_invalid_event(id, source, &reason);
+                return;
+            }
         };
         if let Ok(fanout) = self.local.publish(Arc::new(event)).await {
             self.parts.metrics.record_fanout(fanout);
@@ -323,12 +341,13 @@ impl Listener {
             Ok(missed) => {
                 if missed.gap {
                     tracing::warn!(
-                        limit = CATCH_UP_LIMIT,
+                        events = CATCH_UP_LIMIT.events,
+                        bytes = CATCH_UP_LIMIT.bytes,
                         "more events were published during the Redis outage than a catch-up delivers; streams may have missed some"
                     );
                 }
                 for stored in missed.events {
-                    self.deliver(stored).await;
+                    self.deliver(stored, "history").await;
                 }
             }
             Err(error) => {
@@ -341,6 +360,7 @@ impl Listener {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::InvalidEvent;
 
     #[test]
     fn notices_travel_as_tagged_json_with_times_in_milliseconds() {
@@ -361,6 +381,45 @@ mod tests {
         assert!(
             serde_json::from_str::<Notice>(r#""resync""#).is_err(),
             "never sent"
+        );
+    }
+
+    /// What the listener makes of an event payload from Redis.
+    fn decode(payload: &str) -> Result<Event, InvalidEvent> {
+        Event::from_stored(serde_json::from_str::<StoredEvent>(payload).expect("a StoredEvent"))
+    }
+
+    #[test]
+    fn an_event_from_redis_is_checked_as_publish_would() {
+        let id = Uuid::now_v7();
+        let payload = |topic: &str, kind: &str, data: &str| {
+            serde_json::json!({
+                "id": id, "topic": topic, "kind": kind, "data": data, "published_at": 1_795_000_000_123_i64,
+            })
+            .to_string()
+        };
+        let good = decode(&payload("orders/42", "order.updated", r#"{"n":1}"#)).expect("valid");
+        assert_eq!((good.id(), good.kind()), (id, "order.updated"));
+        for (topic, kind, data, why) in [
+            ("orders/42", "bad type\n", "1", InvalidEvent::Kind),
+            ("orders/42", "ready", "1", InvalidEvent::Kind),
+            ("orders/42", "close", "1", InvalidEvent::Kind),
+            ("orders/42", "", "1", InvalidEvent::Kind),
+            ("orders/42\n", "message", "1", InvalidEvent::Topic),
+            ("", "message", "1", InvalidEvent::Topic),
+            ("orders/42", "message", "not json", InvalidEvent::Data),
+            ("orders/42", "message", "", InvalidEvent::Data),
+        ] {
+            assert_eq!(
+                decode(&payload(topic, kind, data)).map(|e| e.id()),
+                Err(why),
+                "{topic:?} {kind:?} {data:?}"
+            );
+        }
+        let huge = format!("\"{}\"", "x".repeat(crate::broker::MAX_EVENT_DATA));
+        assert_eq!(
+            decode(&payload("t", "message", &huge)).map(|e| e.id()),
+            Err(InvalidEvent::Data)
         );
     }
 

@@ -1,11 +1,14 @@
-//! The audit trail: one row per ticket issued, redeemed or rejected, and per
-//! revocation. Never the ticket itself: a short fingerprint of it.
+//! The audit trail: one row per ticket issued or redeemed, and per
+//! revocation; rejected presentations counted in one row per client IP,
+//! reason and minute. Never the ticket itself: a short fingerprint of it.
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row as _;
 
-use super::{Database, DbError, Statement, from_millis, to_millis};
+use super::{Database, DbError, Statement, from_millis, timed, to_millis};
 
 const INSERT_CHUNK: usize = 500;
 
@@ -69,6 +72,24 @@ pub struct AuditRecord {
     pub topics: Vec<String>,
     /// A short hash of the ticket, to correlate rows; never the ticket.
     pub ticket_fingerprint: Option<String>,
+    /// How many events the row stands for: 1, except for `ticket_rejected`,
+    /// which counts the rejections of one client IP and reason in the minute
+    /// starting at `at`'s minute (`at` being the first of them).
+    pub count: u64,
+}
+
+/// The minute `at` falls in (minutes since the Unix epoch): rejected
+/// presentations are counted per client IP, reason and minute.
+pub fn minute_of(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis().div_euclid(60_000)
+}
+
+/// The name of the row a rejection is counted in; `None` for other actions,
+/// whose rows stand alone.
+fn bucket(record: &AuditRecord) -> Option<String> {
+    (record.action == AuditAction::TicketRejected).then(|| {
+        serde_json::json!([minute_of(record.at), record.reason, record.client_ip]).to_string()
+    })
 }
 
 /// Which rows `GET /admin/audit` wants.
@@ -83,15 +104,34 @@ pub struct AuditQuery {
 }
 
 impl Database {
-    /// Stores `records` in one transaction.
+    /// Stores `records` in one transaction. A `ticket_rejected` record adds
+    /// its count to the row of its client IP, reason and minute if there is one.
     pub async fn insert_audit(&self, records: &[AuditRecord]) -> Result<(), DbError> {
+        timed(self.insert_audit_now(records)).await
+    }
+
+    async fn insert_audit_now(&self, records: &[AuditRecord]) -> Result<(), DbError> {
+        // One statement may not update a row twice (Postgres): merge first.
+        let mut rows: Vec<(&AuditRecord, u64, Option<String>)> = Vec::with_capacity(records.len());
+        let mut by_bucket: HashMap<String, usize> = HashMap::new();
+        for record in records {
+            let bucket = bucket(record);
+            if let Some(name) = &bucket {
+                if let Some(&row) = by_bucket.get(name) {
+                    rows[row].1 = rows[row].1.saturating_add(record.count);
+                    continue;
+                }
+                by_bucket.insert(name.clone(), rows.len());
+            }
+            rows.push((record, record.count, bucket));
+        }
         let mut tx = self.pool().begin().await?;
-        for chunk in records.chunks(INSERT_CHUNK) {
+        for chunk in rows.chunks(INSERT_CHUNK) {
             let mut insert = Statement::new(
                 self.backend(),
-                "INSERT INTO audit (at, action, reason, sub, client_ip, user_agent, topics, ticket_fingerprint) VALUES ",
+                "INSERT INTO audit (at, action, reason, sub, client_ip, user_agent, topics, ticket_fingerprint, count, bucket) VALUES ",
             );
-            for (i, r) in chunk.iter().enumerate() {
+            for (i, (r, count, bucket)) in chunk.iter().enumerate() {
                 insert
                     .push(if i == 0 { "(" } else { ", (" })
                     .int(to_millis(r.at))
@@ -109,8 +149,13 @@ impl Database {
                     .text(serde_json::to_string(&r.topics).unwrap_or_else(|_| "[]".into()))
                     .push(", ")
                     .text(r.ticket_fingerprint.clone())
+                    .push(", ")
+                    .int(i64::try_from(*count).unwrap_or(i64::MAX))
+                    .push(", ")
+                    .text(bucket.clone())
                     .push(")");
             }
+            insert.push(" ON CONFLICT (bucket) DO UPDATE SET count = audit.count + excluded.count");
             insert.query().execute(&mut *tx).await?;
         }
         tx.commit().await?;
@@ -121,7 +166,7 @@ impl Database {
     pub async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, DbError> {
         let mut select = Statement::new(
             self.backend(),
-            "SELECT at, action, reason, sub, client_ip, user_agent, topics, ticket_fingerprint FROM audit WHERE 1 = 1",
+            "SELECT at, action, reason, sub, client_ip, user_agent, topics, ticket_fingerprint, count FROM audit WHERE 1 = 1",
         );
         if let Some(sub) = &query.sub {
             select.push(" AND sub = ").text(sub.clone());
@@ -132,7 +177,7 @@ impl Database {
         select
             .push(" ORDER BY at DESC, seq DESC LIMIT ")
             .int(i64::from(query.limit));
-        let rows = select.query().fetch_all(self.pool()).await?;
+        let rows = timed(select.query().fetch_all(self.pool())).await?;
         rows.iter()
             .map(|row| {
                 let topics: String = row.try_get("topics")?;
@@ -146,6 +191,7 @@ impl Database {
                     user_agent: row.try_get("user_agent")?,
                     topics: serde_json::from_str(&topics).unwrap_or_default(),
                     ticket_fingerprint: row.try_get("ticket_fingerprint")?,
+                    count: u64::try_from(row.try_get::<i64, _>("count")?).unwrap_or(0),
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
@@ -154,10 +200,9 @@ impl Database {
 
     /// Deletes rows older than `older_than`; returns how many went.
     pub async fn prune_audit(&self, older_than: DateTime<Utc>) -> Result<u64, DbError> {
-        Ok(sqlx::query("DELETE FROM audit WHERE at < $1")
+        let delete = sqlx::query("DELETE FROM audit WHERE at < $1")
             .bind(to_millis(older_than))
-            .execute(self.pool())
-            .await?
-            .rows_affected())
+            .execute(self.pool());
+        Ok(timed(delete).await?.rows_affected())
     }
 }

@@ -1,11 +1,16 @@
 //! Group commit: writes queued from many requests go to the database in one
 //! transaction, so a burst of publishes costs one sync, not one per event.
+//! A batch that takes longer than [`DB_TIMEOUT`] fails, so a hung database
+//! answers its waiters with an error instead of holding them forever.
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+
+use super::DB_TIMEOUT;
 
 /// Most rows written in one transaction.
 const MAX_BATCH: usize = 1024;
@@ -59,6 +64,20 @@ impl<T: Send + 'static> BatchWriter<T> {
         F: Future<Output = Result<(), E>> + Send,
         E: std::fmt::Display,
     {
+        Self::spawn_with_deadline(queue, DB_TIMEOUT, write)
+    }
+
+    /// [`BatchWriter::spawn`], with a batch failing after `deadline`.
+    fn spawn_with_deadline<W, F, E>(
+        queue: usize,
+        deadline: Duration,
+        write: W,
+    ) -> (Self, JoinHandle<()>)
+    where
+        W: Fn(Vec<T>) -> F + Send + 'static,
+        F: Future<Output = Result<(), E>> + Send,
+        E: std::fmt::Display,
+    {
         let (jobs, mut rx) = mpsc::channel::<Job<T>>(queue);
         let task = tokio::spawn(async move {
             let mut next = rx.recv().await;
@@ -83,9 +102,14 @@ impl<T: Send + 'static> BatchWriter<T> {
                     }
                 }
                 if !items.is_empty() {
-                    let outcome = write(items)
-                        .await
-                        .map_err(|e| BatchError::Failed(e.to_string().into()));
+                    let outcome = match tokio::time::timeout(deadline, write(items)).await {
+                        Ok(written) => {
+                            written.map_err(|e| BatchError::Failed(e.to_string().into()))
+                        }
+                        Err(_) => Err(BatchError::Failed(
+                            format!("the database did not answer within {deadline:?}").into(),
+                        )),
+                    };
                     for waiter in waiters {
                         let _ = waiter.send(outcome.clone());
                     }
@@ -115,6 +139,14 @@ impl<T: Send + 'static> BatchWriter<T> {
         if self.jobs.send(Job::Flush(done)).await.is_ok() {
             let _ = flushed.await;
         }
+    }
+
+    /// Queues `item`, waiting for room in the queue (not for the commit).
+    pub async fn queue(&self, item: T) -> Result<(), BatchError> {
+        self.jobs
+            .send(Job::Item(item, None))
+            .await
+            .map_err(|_| BatchError::Stopped)
     }
 
     /// Queues `item` without waiting; refuses when the queue is full.
@@ -165,6 +197,55 @@ mod tests {
 
     fn seen_len(batches: &Mutex<Vec<Vec<u32>>>) -> usize {
         batches.lock().expect("lock").iter().map(Vec::len).sum()
+    }
+
+    #[tokio::test]
+    async fn a_hung_transaction_fails_after_the_deadline_and_the_writer_goes_on() {
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = calls.clone();
+        let deadline = Duration::from_millis(50);
+        let (writer, _task) =
+            BatchWriter::spawn_with_deadline(8, deadline, move |_items: Vec<u32>| {
+                let first = seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+                async move {
+                    if first {
+                        std::future::pending::<()>().await;
+                    }
+                    Ok::<_, &str>(())
+                }
+            });
+        let err = writer.write(1).await.expect_err("the hung write fails");
+        assert!(err.to_string().contains("did not answer"), "{err}");
+        writer.write(2).await.expect("the next write goes through");
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_makes_queue_wait_for_room() {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let open = gate.clone();
+        let (writer, _task) = BatchWriter::spawn(1, move |_items: Vec<u32>| {
+            let gate = open.clone();
+            async move {
+                let _permit = gate.acquire().await.map_err(|_| "closed")?;
+                Ok::<_, &str>(())
+            }
+        });
+        // One item in the stalled write, one in the queue: the queue is full.
+        writer.queue(1).await.expect("queued");
+        tokio::task::yield_now().await;
+        writer.queue(2).await.expect("queued");
+        assert!(matches!(writer.enqueue(3), Err(BatchError::Full)));
+        let waiting = tokio::spawn({
+            let writer = writer.clone();
+            async move { writer.queue(3).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "waits for room, never drops");
+        gate.add_permits(8);
+        waiting
+            .await
+            .expect("task")
+            .expect("queued once there is room");
     }
 
     #[tokio::test]

@@ -1,10 +1,11 @@
 //! Event history: what `/publish` accepted, kept for replay on resume.
 
 use chrono::{DateTime, Utc};
+use futures_util::TryStreamExt as _;
 use sqlx::Row as _;
 use uuid::Uuid;
 
-use super::{Database, DbError, Statement, from_millis, to_millis};
+use super::{Database, DbError, Statement, from_millis, timed, to_millis};
 use crate::auth::TopicPattern;
 
 /// Rows per multi-row `INSERT`, well under both engines' bind-parameter limits.
@@ -26,6 +27,24 @@ pub struct StoredEvent {
     pub published_at: DateTime<Utc>,
 }
 
+/// The most a replay (or a catch-up) carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplayBudget {
+    /// Events.
+    pub events: usize,
+    /// Bytes of event data (the sum of `data` lengths).
+    pub bytes: usize,
+}
+
+/// Where a resume starts in `seq` order.
+#[derive(Debug, Clone, Copy)]
+enum ResumeFrom {
+    /// After a retained event: nothing is missing.
+    After(i64),
+    /// From the first event after an unknown id's time: a gap.
+    Since(i64),
+}
+
 /// What a resume gets from history.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Replay {
@@ -33,13 +52,17 @@ pub struct Replay {
     pub events: Vec<StoredEvent>,
     /// Whether events may be missing before `events`: the resume point is not
     /// retained (unknown or pruned), or more events followed it than a replay
-    /// carries.
+    /// carries (in number or in bytes).
     pub gap: bool,
 }
 
 impl Database {
     /// Stores `events` in one transaction, in the order given.
     pub async fn insert_events(&self, events: &[StoredEvent]) -> Result<(), DbError> {
+        timed(self.insert_events_now(events)).await
+    }
+
+    async fn insert_events_now(&self, events: &[StoredEvent]) -> Result<(), DbError> {
         let mut tx = self.pool().begin().await?;
         for chunk in events.chunks(INSERT_CHUNK) {
             let mut insert = Statement::new(
@@ -66,76 +89,174 @@ impl Database {
         Ok(())
     }
 
-    /// The retained events on `patterns` published after the event `after`
-    /// (all retained ones when `after` is not retained), at most `limit`, the
-    /// newest kept when there are more.
+    /// The retained events on `patterns` published after the event `after`,
+    /// the newest that fit in `budget` when there are more.
+    ///
+    /// The resume point is found by index, never by scanning the history: by
+    /// its id when retained; else, for a UUID v7 (every id this service
+    /// gives), by the time the id carries: the events with later ids, with
+    /// `gap`. Any other id has no place in the history: nothing, with `gap`.
     pub async fn replay(
         &self,
         patterns: &[TopicPattern],
         after: Uuid,
-        limit: usize,
+        budget: ReplayBudget,
     ) -> Result<Replay, DbError> {
-        let after_seq: Option<i64> = sqlx::query_scalar("SELECT seq FROM events WHERE id = $1")
+        timed(self.replay_now(patterns, after, budget)).await
+    }
+
+    async fn replay_now(
+        &self,
+        patterns: &[TopicPattern],
+        after: Uuid,
+        budget: ReplayBudget,
+    ) -> Result<Replay, DbError> {
+        let Some(from) = self.resume_point(after).await? else {
+            return Ok(Replay {
+                events: Vec::new(),
+                gap: true,
+            });
+        };
+        let range = |query: &mut Statement| {
+            match from {
+                ResumeFrom::After(seq) => query.push("seq > ").int(seq),
+                ResumeFrom::Since(seq) => query.push("seq >= ").int(seq),
+            };
+            push_topic_filter(query, patterns);
+        };
+        let mut replay = self.newest_within(range, budget).await?;
+        replay.gap |= matches!(from, ResumeFrom::Since(_));
+        Ok(replay)
+    }
+
+    /// Where a resume after `after` starts; `None` when nothing can follow it.
+    async fn resume_point(&self, after: Uuid) -> Result<Option<ResumeFrom>, DbError> {
+        let known: Option<i64> = sqlx::query_scalar("SELECT seq FROM events WHERE id = $1")
             .bind(after.hyphenated().to_string())
             .fetch_optional(self.pool())
             .await?;
-        let mut select = Statement::new(
-            self.backend(),
-            "SELECT id, topic, kind, data, published_at FROM events WHERE ",
-        );
-        match after_seq {
-            Some(seq) => select.push("seq > ").int(seq),
-            None => select.push("1 = 1"),
-        };
-        push_topic_filter(&mut select, patterns);
-        let newest = self.newest_first(select, limit).await?;
-        Ok(Replay {
-            gap: after_seq.is_none() || newest.gap,
-            events: newest.events,
-        })
+        if let Some(seq) = known {
+            return Ok(Some(ResumeFrom::After(seq)));
+        }
+        // Not retained: pruned, or never stored. A UUID v7 is ordered by the
+        // time it carries, and so are the ids this service gives events:
+        // resume from the first retained event with a later id.
+        if after.get_version() != Some(uuid::Version::SortRand) {
+            return Ok(None);
+        }
+        Ok(
+            sqlx::query_scalar("SELECT seq FROM events WHERE id > $1 ORDER BY id LIMIT 1")
+                .bind(after.hyphenated().to_string())
+                .fetch_optional(self.pool())
+                .await?
+                .map(ResumeFrom::Since),
+        )
     }
 
-    /// Events published at or after `since`, at most `limit`, the newest
-    /// kept when there are more (`gap` then).
+    /// Events stored since the first one published at or after `since`, the
+    /// newest that fit in `budget` (`gap` when there are more). That first
+    /// one is found by index, so that a short window never scans the history.
     pub async fn published_since(
         &self,
         since: DateTime<Utc>,
-        limit: usize,
+        budget: ReplayBudget,
     ) -> Result<Replay, DbError> {
-        let mut select = Statement::new(
-            self.backend(),
-            "SELECT id, topic, kind, data, published_at FROM events WHERE published_at >= ",
-        );
-        select.int(to_millis(since));
-        self.newest_first(select, limit).await
+        timed(async {
+            let Some(first) = self.first_published_since(to_millis(since)).await? else {
+                return Ok(Replay::default());
+            };
+            let range = |query: &mut Statement| {
+                query.push("seq >= ").int(first);
+            };
+            self.newest_within(range, budget).await
+        })
+        .await
     }
 
-    /// Runs `select` (a `SELECT id, topic, kind, data, published_at … WHERE …`)
-    /// for its newest `limit` rows; returns them oldest first.
-    async fn newest_first(&self, mut select: Statement, limit: usize) -> Result<Replay, DbError> {
+    /// The `seq` of the first event published at or after `millis`.
+    async fn first_published_since(&self, millis: i64) -> Result<Option<i64>, DbError> {
+        Ok(sqlx::query_scalar(
+            "SELECT seq FROM events WHERE published_at >= $1 ORDER BY published_at, seq LIMIT 1",
+        )
+        .bind(millis)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    /// The events matching `range` (it writes the SQL after `WHERE`), the newest that fit in
+    /// `budget`, oldest first; `gap` when older ones matched but did not fit.
+    ///
+    /// Two passes, so that neither this process nor the connection ever
+    /// carries more than the budget: the sizes newest first, streamed and
+    /// stopped at the budget; then the data of exactly the rows that fit.
+    async fn newest_within(
+        &self,
+        range: impl Fn(&mut Statement),
+        budget: ReplayBudget,
+    ) -> Result<Replay, DbError> {
+        let mut sizes = Statement::new(
+            self.backend(),
+            "SELECT seq, octet_length(data) AS size FROM events WHERE ",
+        );
+        range(&mut sizes);
+        sizes.push(" ORDER BY seq DESC LIMIT ").int(
+            i64::try_from(budget.events)
+                .unwrap_or(i64::MAX)
+                .saturating_add(1),
+        );
+        let mut fitting: Option<(i64, i64)> = None;
+        let (mut count, mut bytes, mut gap) = (0_usize, 0_usize, false);
+        {
+            let mut rows = sizes.query().fetch(self.pool());
+            while let Some(row) = rows.try_next().await? {
+                let seq: i64 = row.try_get("seq")?;
+                let size = usize::try_from(row.try_get::<i64, _>("size")?).unwrap_or(usize::MAX);
+                if count == budget.events || size > budget.bytes - bytes {
+                    gap = true;
+                    break;
+                }
+                count += 1;
+                bytes += size;
+                fitting = Some((seq, fitting.map_or(seq, |(_, newest)| newest)));
+            }
+        }
+        let Some((oldest, newest)) = fitting else {
+            return Ok(Replay {
+                events: Vec::new(),
+                gap,
+            });
+        };
+        let mut select = Statement::new(
+            self.backend(),
+            "SELECT id, topic, kind, data, published_at FROM events WHERE seq >= ",
+        );
         select
-            .push(" ORDER BY seq DESC LIMIT ")
-            .int(i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1));
-        let rows = select.query().fetch_all(self.pool()).await?;
-        let truncated = rows.len() > limit;
-        let mut events = rows
-            .iter()
-            .take(limit)
-            .map(|row| {
-                Ok(StoredEvent {
-                    id: Uuid::parse_str(row.try_get::<&str, _>("id")?).unwrap_or_default(),
-                    topic: row.try_get("topic")?,
-                    kind: row.try_get("kind")?,
-                    data: row.try_get("data")?,
-                    published_at: from_millis(row.try_get("published_at")?),
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        events.reverse();
-        Ok(Replay {
-            events,
-            gap: truncated,
-        })
+            .int(oldest)
+            .push(" AND seq <= ")
+            .int(newest)
+            .push(" AND (");
+        range(&mut select);
+        select.push(") ORDER BY seq");
+        let mut events = Vec::with_capacity(count);
+        let mut held = 0_usize;
+        let mut rows = select.query().fetch(self.pool());
+        while let Some(row) = rows.try_next().await? {
+            let data: String = row.try_get("data")?;
+            held += data.len();
+            if held > budget.bytes {
+                // Only if a row changed between the passes; keep what fits.
+                gap = true;
+                break;
+            }
+            events.push(StoredEvent {
+                id: Uuid::parse_str(row.try_get::<&str, _>("id")?).unwrap_or_default(),
+                topic: row.try_get("topic")?,
+                kind: row.try_get("kind")?,
+                data,
+                published_at: from_millis(row.try_get("published_at")?),
+            });
+        }
+        Ok(Replay { events, gap })
     }
 
     /// Deletes events older than `older_than`, then all but the newest
@@ -147,9 +268,8 @@ impl Database {
     ) -> Result<u64, DbError> {
         let aged = sqlx::query("DELETE FROM events WHERE published_at < $1")
             .bind(to_millis(older_than))
-            .execute(self.pool())
-            .await?
-            .rows_affected();
+            .execute(self.pool());
+        let aged = timed(aged).await?.rows_affected();
         let surplus = sqlx::query(
             "DELETE FROM events WHERE seq IN (
                 SELECT seq FROM (
@@ -159,9 +279,8 @@ impl Database {
             )",
         )
         .bind(i64::from(max_per_topic))
-        .execute(self.pool())
-        .await?
-        .rows_affected();
+        .execute(self.pool());
+        let surplus = timed(surplus).await?.rows_affected();
         Ok(aged + surplus)
     }
 }

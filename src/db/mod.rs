@@ -16,9 +16,9 @@ use chrono::{DateTime, Utc};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor as _};
 
-pub use audit::{AuditAction, AuditQuery, AuditRecord};
+pub use audit::{AuditAction, AuditQuery, AuditRecord, minute_of};
 pub use batch::{BatchError, BatchWriter};
-pub use events::{Replay, StoredEvent};
+pub use events::{Replay, ReplayBudget, StoredEvent};
 pub use revocations::Revocation;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -26,6 +26,12 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 
 /// How long a query may wait for a pooled connection.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Longest any database operation may take, connection included: past it the
+/// operation fails with [`DbError::Timeout`] (a hung database answers 503
+/// instead of holding requests forever). Postgres also enforces it on the
+/// server as `statement_timeout`.
+pub const DB_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why the database did not answer as hoped.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +48,20 @@ pub enum DbError {
     /// A query failed.
     #[error("database query failed: {0}")]
     Query(#[from] sqlx::Error),
+    /// The database did not answer within [`DB_TIMEOUT`].
+    #[error("the database did not answer within {} s", DB_TIMEOUT.as_secs())]
+    Timeout,
+}
+
+/// Runs one database operation under [`DB_TIMEOUT`].
+pub(crate) async fn timed<T, E>(operation: impl Future<Output = Result<T, E>>) -> Result<T, DbError>
+where
+    DbError: From<E>,
+{
+    match tokio::time::timeout(DB_TIMEOUT, operation).await {
+        Ok(done) => Ok(done?),
+        Err(_) => Err(DbError::Timeout),
+    }
 }
 
 /// Which SQL engine is behind the pool.
@@ -86,9 +106,14 @@ impl Database {
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
-                            .await?;
+                    match backend {
+                        Backend::Sqlite => {
+                            conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
+                                .await?;
+                        }
+                        Backend::Postgres => {
+                            conn.execute(statement_timeout(DB_TIMEOUT).as_str()).await?;
+                        }
                     }
                     Ok(())
                 })
@@ -106,11 +131,18 @@ impl Database {
         Ok(db)
     }
 
-    /// Applies the pending migrations of this backend.
+    /// Applies the pending migrations of this backend. Not under
+    /// [`DB_TIMEOUT`]: building an index on a large table may take longer.
     pub async fn migrate(&self) -> Result<(), DbError> {
         match self.backend {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&self.pool).await?,
-            Backend::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await?,
+            Backend::Postgres => {
+                let mut conn = self.pool.acquire().await?;
+                conn.execute("SET statement_timeout = 0").await?;
+                let migrated = POSTGRES_MIGRATIONS.run(&mut *conn).await;
+                conn.execute(statement_timeout(DB_TIMEOUT).as_str()).await?;
+                migrated?;
+            }
         }
         Ok(())
     }
@@ -122,7 +154,7 @@ impl Database {
 
     /// Checks the database answers.
     pub async fn ping(&self) -> Result<(), DbError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        timed(sqlx::query("SELECT 1").execute(&self.pool)).await?;
         Ok(())
     }
 
@@ -198,6 +230,11 @@ impl Statement {
     }
 }
 
+/// `SET statement_timeout` to `limit`, for a Postgres session.
+fn statement_timeout(limit: Duration) -> String {
+    format!("SET statement_timeout = {}", limit.as_millis())
+}
+
 /// Unix milliseconds, the stored form of every time.
 pub(crate) fn to_millis(at: DateTime<Utc>) -> i64 {
     at.timestamp_millis()
@@ -215,5 +252,31 @@ pub fn redact_url(url: &str) -> String {
             parsed.to_string()
         }
         _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::Row as _;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn postgres_sessions_carry_the_deadline_as_statement_timeout() {
+        let Some(url) = std::env::var("SSE_TICKET_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+        else {
+            eprintln!("skipped: set SSE_TICKET_TEST_POSTGRES_URL to run it against Postgres");
+            return;
+        };
+        let db = Database::connect(&url).await.expect("Postgres");
+        let row = sqlx::query("SHOW statement_timeout")
+            .fetch_one(db.pool())
+            .await
+            .expect("SHOW");
+        let shown: String = row.try_get(0).expect("a setting");
+        assert_eq!(shown, format!("{}s", DB_TIMEOUT.as_secs()));
+        db.close().await;
     }
 }

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::Row as _;
 
-use super::{Database, DbError, from_millis, to_millis};
+use super::{Database, DbError, from_millis, timed, to_millis};
 
 /// One revoked subject.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,32 +17,31 @@ pub struct Revocation {
 impl Database {
     /// Revokes `sub` as of `at` (replacing an earlier revocation).
     pub async fn upsert_revocation(&self, sub: &str, at: DateTime<Utc>) -> Result<(), DbError> {
-        sqlx::query(
+        let upsert = sqlx::query(
             "INSERT INTO revocations (sub, revoked_at) VALUES ($1, $2)
              ON CONFLICT (sub) DO UPDATE SET revoked_at = excluded.revoked_at",
         )
         .bind(sub.to_owned())
         .bind(to_millis(at))
-        .execute(self.pool())
-        .await?;
+        .execute(self.pool());
+        timed(upsert).await?;
         Ok(())
     }
 
     /// Lifts the revocation of `sub`; whether there was one.
     pub async fn delete_revocation(&self, sub: &str) -> Result<bool, DbError> {
-        let deleted = sqlx::query("DELETE FROM revocations WHERE sub = $1")
+        let delete = sqlx::query("DELETE FROM revocations WHERE sub = $1")
             .bind(sub.to_owned())
-            .execute(self.pool())
-            .await?
-            .rows_affected();
+            .execute(self.pool());
+        let deleted = timed(delete).await?.rows_affected();
         Ok(deleted > 0)
     }
 
     /// Every revocation, by subject.
     pub async fn revocations(&self) -> Result<Vec<Revocation>, DbError> {
-        let rows = sqlx::query("SELECT sub, revoked_at FROM revocations ORDER BY sub")
-            .fetch_all(self.pool())
-            .await?;
+        let select = sqlx::query("SELECT sub, revoked_at FROM revocations ORDER BY sub")
+            .fetch_all(self.pool());
+        let rows = timed(select).await?;
         rows.iter()
             .map(|row| {
                 Ok(Revocation {

@@ -123,6 +123,7 @@ pub(crate) async fn audit(
                 "user_agent": r.user_agent,
                 "topics": r.topics,
                 "ticket_fingerprint": r.ticket_fingerprint,
+                "count": r.count,
             })
         })
         .collect();

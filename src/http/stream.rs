@@ -255,8 +255,10 @@ fn events(
             if stored.published_at >= subscribed_at - DEDUPE_WINDOW {
                 replayed.insert(stored.id);
             }
-            if let Some(event) = Event::from_stored(stored) {
-                pending.push_back(event.frame().into());
+            let id = stored.id;
+            match Event::from_stored(stored) {
+                Ok(event) => pending.push_back(event.frame().into()),
+                Err(reason) => metrics.record_invalid_event(id, "history", &reason),
             }
         }
     }

@@ -82,11 +82,12 @@ async fn the_last_event_id_header_resumes_too() {
 #[tokio::test]
 async fn an_unknown_last_event_id_gets_a_reset_then_everything_retained() {
     let app = spawn_app().await;
+    // Older than everything retained: an unknown id resumes after its time.
+    let unknown = uuid::Uuid::now_v7().to_string();
     let ids = [
         app.publish("t", None, json!(1)).await,
         app.publish("t", None, json!(2)).await,
     ];
-    let unknown = uuid::Uuid::now_v7().to_string();
     let mut stream = resume(&app, "alice", &["t"], &unknown).await;
     let reset = stream.next_event().await;
     assert_eq!(reset.event.as_deref(), Some("reset"));
