@@ -343,23 +343,25 @@ impl Hub {
     }
 
     async fn replay(&self, topics: &[TopicPattern], after: Uuid) -> Result<Replay, ApiError> {
-        if self.history.is_none() {
-            return Ok(Replay {
+        let replay = if self.history.is_none() {
+            Replay {
                 events: Vec::new(),
                 gap: true,
-            });
+            }
+        } else {
+            let budget = ReplayBudget {
+                events: MAX_REPLAY,
+                bytes: MAX_REPLAY_BYTES,
+            };
+            self.db
+                .replay(topics, after, budget)
+                .await
+                .map_err(|e| ApiError::Unavailable(e.to_string()))?
+        };
+        if replay.gap {
+            self.metrics.replays_reset.inc();
         }
-        self.db
-            .replay(
-                topics,
-                after,
-                ReplayBudget {
-                    events: MAX_REPLAY,
-                    bytes: MAX_REPLAY_BYTES,
-                },
-            )
-            .await
-            .map_err(|e| ApiError::Unavailable(e.to_string()))
+        Ok(replay)
     }
 
     /// Publishes an event for a bearer allowed to; returns its id.

@@ -83,6 +83,10 @@ pub struct Metrics {
     /// Events read back from history or Redis that broke the rules of
     /// `/publish`, skipped instead of sent.
     pub events_invalid: Counter,
+    /// Resumes that began with `event: reset`.
+    pub replays_reset: Counter,
+    /// Database operations that ran out of their deadline (whole process).
+    pub database_timeouts: Counter,
     /// Rows of rejected presentations not queued because the audit queue
     /// was full (no other audit record is ever dropped for room).
     pub audit_records_dropped: Counter,
@@ -141,6 +145,8 @@ impl Metrics {
         let events_delivered = Counter::default();
         let events_pruned = Counter::default();
         let events_invalid = Counter::default();
+        let replays_reset = Counter::default();
+        let database_timeouts = Counter::default();
         let audit_records_dropped = Counter::default();
         let audit_write_failures = Counter::default();
         let audit_rejections_folded = Counter::default();
@@ -209,6 +215,16 @@ impl Metrics {
             events_pruned.clone(),
         );
         registry.register(
+            "replays_reset",
+            "Resumes that began with event: reset (resume point not retained, or more than 10,000 events or 4 MiB after it)",
+            replays_reset.clone(),
+        );
+        registry.register(
+            "database_timeouts",
+            "Database operations that did not finish within their 5 s deadline (counted for the whole process)",
+            database_timeouts.clone(),
+        );
+        registry.register(
             "events_invalid",
             "Events read back from history or Redis that were invalid (bad type, topic or data) and skipped",
             events_invalid.clone(),
@@ -261,6 +277,8 @@ impl Metrics {
             events_delivered,
             events_pruned,
             events_invalid,
+            replays_reset,
+            database_timeouts,
             audit_records_dropped,
             audit_rejections_folded,
             audit_write_failures,
@@ -294,6 +312,9 @@ impl Metrics {
         self.request_heads_too_large
             .inner()
             .store(edge::request_heads_too_large(), Ordering::Relaxed);
+        self.database_timeouts
+            .inner()
+            .store(crate::db::timeouts(), Ordering::Relaxed);
     }
 }
 

@@ -53,6 +53,15 @@ pub enum DbError {
     Timeout,
 }
 
+/// Operations that ran out of [`DB_TIMEOUT`], in this process.
+static TIMEOUTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many database operations ran out of [`DB_TIMEOUT`] since the process
+/// started (every database of the process counted together).
+pub fn timeouts() -> u64 {
+    TIMEOUTS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Runs one database operation under [`DB_TIMEOUT`].
 pub(crate) async fn timed<T, E>(operation: impl Future<Output = Result<T, E>>) -> Result<T, DbError>
 where
@@ -60,7 +69,10 @@ where
 {
     match tokio::time::timeout(DB_TIMEOUT, operation).await {
         Ok(done) => Ok(done?),
-        Err(_) => Err(DbError::Timeout),
+        Err(_) => {
+            TIMEOUTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Err(DbError::Timeout)
+        }
     }
 }
 

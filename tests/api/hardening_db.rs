@@ -157,6 +157,7 @@ async fn a_deep_resume_replays_only_the_newest_4_mib_after_a_reset() {
     }
     assert_eq!(replayed, ids[80 - fit..], "the newest that fit, in order");
     assert!(bytes <= LIMIT, "{bytes} bytes replayed");
+    assert_eq!(app.metric("sse_ticket_replays_reset_total").await, 1.0);
     let live = app.publish("big", None, json!("live")).await;
     let next = stream.next_event().await;
     assert_eq!(next.id.as_deref(), Some(live.as_str()), "then live events");
@@ -348,6 +349,7 @@ async fn publish_answers_503_within_seconds_while_the_database_hangs_then_recove
             .unwrap_or_else(|_| panic!("no answer in {PATIENCE:?} with {freeze:?}"));
         assert_error(answer, 503, "unavailable").await;
         assert_eq!(app.get("/healthz").await.status(), 200);
+        assert!(app.metric("sse_ticket_database_timeouts_total").await >= 1.0);
 
         proxy.set(Freeze::Open);
         let answer = tokio::time::timeout(PATIENCE, app.post_publish(Some(&bearer), &body))
