@@ -520,17 +520,20 @@ impl Hub {
             }
             // Not trusted as said: the database is the truth, and a lift
             // read from it cannot be forged or reordered past a new revocation.
-            Notice::Lifted { .. } | Notice::Resync => match self.db.revocations().await {
-                Ok(current) => {
-                    let current = current
-                        .into_iter()
-                        .filter_map(|r| Subject::parse(&r.sub).ok().map(|sub| (sub, r.revoked_at)));
-                    for sub in self.revocations.replace_all(current) {
-                        self.streams_by_subject.close_subject(&sub);
+            Notice::Lifted { .. } | Notice::Resync => {
+                let mark = self.revocations.mark();
+                match self.db.revocations().await {
+                    Ok(current) => {
+                        let current = current.into_iter().filter_map(|r| {
+                            Subject::parse(&r.sub).ok().map(|sub| (sub, r.revoked_at))
+                        });
+                        for sub in self.revocations.replace_all(mark, current) {
+                            self.streams_by_subject.close_subject(&sub);
+                        }
                     }
+                    Err(error) => tracing::warn!(%error, "cannot reload revocations"),
                 }
-                Err(error) => tracing::warn!(%error, "cannot reload revocations"),
-            },
+            }
         }
     }
 
