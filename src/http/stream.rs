@@ -75,9 +75,12 @@ pub(crate) async fn open(
         .map_into_boxed_body();
     // Over HTTP/2 a client can stop taking one stream's bytes and keep the
     // connection: the HTTP layer resets such a stream after the write timeout.
-    response
-        .extensions_mut()
-        .insert(StreamWriteTimeout(settings.write_timeout));
+    // (Over HTTP/1.1 the kernel drops the whole connection: TCP_USER_TIMEOUT.)
+    if req.version() == actix_web::http::Version::HTTP_2 {
+        response
+            .extensions_mut()
+            .insert(StreamWriteTimeout(settings.write_timeout));
+    }
     Ok(response)
 }
 
