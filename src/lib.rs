@@ -26,7 +26,8 @@ pub mod tls;
 use std::sync::Arc;
 
 pub use config::Config;
-pub use server::{REVOCATION_RELOAD, STREAM_RETRY, Server, StartError, Stopper};
+pub use hub::REVOCATION_RELOAD;
+pub use server::{STREAM_RETRY, Server, StartError, Stopper};
 
 use clock::{SharedClock, SystemClock};
 

@@ -101,7 +101,7 @@ impl RedisLink {
             healthy: AtomicBool::new(true),
             probe: Notify::new(),
         };
-        link.ping().await.map_err(unreachable)?;
+        link.ping().await.map_err(|e| unreachable(e.to_string()))?;
         Ok(Arc::new(link))
     }
 
@@ -144,10 +144,9 @@ impl RedisLink {
     }
 
     /// Checks Redis answers a `PING`.
-    pub async fn ping(&self) -> Result<(), String> {
+    pub async fn ping(&self) -> Result<(), RedisFailure> {
         self.run(|mut c| async move { redis::cmd("PING").query_async::<()>(&mut c).await })
             .await
-            .map_err(|e| e.to_string())
     }
 
     /// Marks Redis down and wakes the prober.

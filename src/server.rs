@@ -9,8 +9,8 @@ use actix_web::{App, HttpServer, web};
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::AuditLog;
-use crate::auth::{KeyError, Subject, Verifier};
-use crate::broker::{Broker, BrokerError, MemoryBroker, Notice, RedisBroker, RedisBrokerParts};
+use crate::auth::{KeyError, Verifier};
+use crate::broker::{Broker, BrokerError, MemoryBroker, RedisBroker, RedisBrokerParts};
 use crate::clock::SharedClock;
 use crate::config::{Config, Retention, TlsSetting};
 use crate::db::{BatchWriter, Database, DbError, StoredEvent};
@@ -19,7 +19,7 @@ use crate::http;
 use crate::hub::{Hub, StreamSettings};
 use crate::metrics::Metrics;
 use crate::redis_link::{RedisLink, RedisLinkError};
-use crate::revocation::{Revocations, StreamRegistry};
+use crate::revocation::StreamRegistry;
 use crate::ticket::{MemoryStore, RedisStore, TicketStore, run_sweeper};
 use crate::tls::{CertResolver, TlsError, TlsFiles};
 
@@ -32,8 +32,6 @@ const SHUTDOWN_TIMEOUT_SECS: u64 = 5;
 const HISTORY_QUEUE: usize = 4096;
 /// How often retention is enforced, in clock time.
 const PRUNE_INTERVAL: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
-/// How often revocations are read again from the database, in clock time.
-pub const REVOCATION_RELOAD: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
 /// How often an unreachable JWKS is retried after start-up.
 const JWKS_RETRY: Duration = Duration::from_secs(5);
 
@@ -141,12 +139,7 @@ impl Server {
             shutdown.clone(),
         ));
 
-        let revocations = Revocations::default();
-        for revocation in db.revocations().await? {
-            if let Ok(sub) = Subject::parse(&revocation.sub) {
-                revocations.insert(sub, revocation.revoked_at);
-            }
-        }
+        let revocations = crate::hub::load_revocations(&db).await?;
         let streams_by_subject = StreamRegistry::new(
             config.streams.per_subject,
             stream_capacity(config.streams.total),
@@ -182,9 +175,16 @@ impl Server {
         });
         spawn_key_warm_up(hub.clone(), shutdown.clone());
         if let Some(notices) = hub.broker.notices() {
-            tokio::spawn(apply_notices(hub.clone(), notices, shutdown.clone()));
+            tokio::spawn(crate::hub::apply_notices(
+                hub.clone().into_inner(),
+                notices,
+                shutdown.clone(),
+            ));
         }
-        tokio::spawn(reload_revocations(hub.clone(), shutdown.clone()));
+        tokio::spawn(crate::hub::reload_periodically(
+            hub.clone().into_inner(),
+            shutdown.clone(),
+        ));
 
         let listener = TcpListener::bind(&config.bind).map_err(|source| StartError::Bind {
             addr: config.bind.clone(),
@@ -343,37 +343,6 @@ async fn backends(
         Arc::new(RedisStore::new(link, config.tickets)),
         Arc::new(broker),
     ))
-}
-
-/// Applies the revocation changes the broker hears of, until shutdown.
-async fn apply_notices(
-    hub: web::Data<Hub>,
-    mut notices: tokio::sync::mpsc::UnboundedReceiver<Notice>,
-    shutdown: CancellationToken,
-) {
-    loop {
-        let notice = tokio::select! {
-            () = shutdown.cancelled() => return,
-            notice = notices.recv() => notice,
-        };
-        let Some(notice) = notice else { return };
-        hub.apply_notice(notice).await;
-    }
-}
-
-/// Reloads revocations from the database every [`REVOCATION_RELOAD`] of
-/// clock time, so an instance that missed an announcement (a lost pub/sub
-/// message, another instance writing the database directly) learns of it
-/// within that time, and closes the streams it covers.
-async fn reload_revocations(hub: web::Data<Hub>, shutdown: CancellationToken) {
-    loop {
-        let clock = hub.clock().clone();
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = clock.sleep_until(clock.now() + REVOCATION_RELOAD) => {}
-        }
-        hub.apply_notice(Notice::Resync).await;
-    }
 }
 
 /// Deletes history and audit rows past their retention, once a minute of

@@ -151,7 +151,7 @@ impl Broker for MemoryBroker {
         })
     }
 
-    async fn ping(&self) -> Result<(), String> {
+    async fn ping(&self) -> Result<(), BrokerError> {
         Ok(())
     }
 }

@@ -39,6 +39,46 @@ pub fn is_well_formed_event_type(kind: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
 }
 
+/// The type of an event a publisher sends: 1 to [`MAX_EVENT_TYPE_LEN`]
+/// characters of `A-Z a-z 0-9 . _ : -`, and none of the
+/// [`RESERVED_EVENT_TYPES`]. Only [`EventType::parse`] makes one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventType(ByteString);
+
+/// Why a string is not an event type a publisher may use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventTypeError {
+    /// Empty, too long, or a character outside the alphabet.
+    #[error("event must be 1 to {MAX_EVENT_TYPE_LEN} characters of A-Z a-z 0-9 . _ : -")]
+    Malformed,
+    /// One of the types the server sends itself.
+    #[error("the event type {0:?} is reserved for the server")]
+    Reserved(String),
+}
+
+impl EventType {
+    /// Parses a publisher's event type.
+    pub fn parse(raw: &str) -> Result<Self, EventTypeError> {
+        if !is_well_formed_event_type(raw) {
+            return Err(EventTypeError::Malformed);
+        }
+        if RESERVED_EVENT_TYPES.contains(&raw) {
+            return Err(EventTypeError::Reserved(raw.to_owned()));
+        }
+        Ok(Self(raw.into()))
+    }
+
+    /// `message`, what an event without a type is.
+    pub fn message() -> Self {
+        Self(DEFAULT_EVENT_TYPE.into())
+    }
+
+    /// The type as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Why an event read back from history, or received from another instance,
 /// was refused: it breaks a rule `/publish` enforces (a row written by hand,
 /// by an older version, or by something else sharing the database or Redis).
@@ -222,7 +262,7 @@ pub trait Broker: Send + Sync + 'static {
     async fn subscribe(&self, patterns: &[TopicPattern]) -> Result<Subscription, BrokerError>;
 
     /// Checks the backend answers.
-    async fn ping(&self) -> Result<(), String>;
+    async fn ping(&self) -> Result<(), BrokerError>;
 
     /// Whether a publish would be accepted now, without asking the backend
     /// (checked before an event is stored, so a refused event is not).

@@ -149,9 +149,12 @@ impl Broker for RedisBroker {
         self.local.subscribe(patterns).await
     }
 
-    async fn ping(&self) -> Result<(), String> {
-        self.check_subscribed().map_err(|e| e.to_string())?;
-        self.link.ping().await
+    async fn ping(&self) -> Result<(), BrokerError> {
+        self.check_subscribed()?;
+        self.link
+            .ping()
+            .await
+            .map_err(|e| BrokerError::Unavailable(e.to_string()))
     }
 
     fn ready(&self) -> Result<(), BrokerError> {

@@ -40,7 +40,7 @@ impl FromRequest for Bearer {
                 )),
                 Some(Some(token)) => {
                     check_length(&token)?;
-                    hub.authenticate(&token).await.map(Bearer)
+                    Ok(Bearer(hub.authenticate(&token).await?))
                 }
             }
         })

@@ -10,6 +10,8 @@ use serde::Serialize;
 
 use crate::auth::AuthError;
 use crate::broker::BrokerError;
+use crate::db::DbError;
+use crate::hub::{BearerError, IssueTicketError, OpenStreamError, PublishError, RevocationError};
 use crate::ticket::IssueError;
 
 /// `WWW-Authenticate` value on bearer-token failures.
@@ -196,5 +198,76 @@ impl From<BrokerError> for ApiError {
         match e {
             BrokerError::Unavailable(cause) => Self::Unavailable(cause),
         }
+    }
+}
+
+impl ApiError {
+    /// A backend failed: `error` and its causes, one after another, for the
+    /// log line of the 503 (the client sees none of it).
+    pub fn unavailable(error: &dyn std::error::Error) -> Self {
+        let mut chain = error.to_string();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            chain.push_str(": ");
+            chain.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        Self::Unavailable(chain)
+    }
+}
+
+impl From<BearerError> for ApiError {
+    fn from(e: BearerError) -> Self {
+        match e {
+            BearerError::Verify(e) => e.into(),
+            BearerError::Revoked => Self::TokenRevoked,
+        }
+    }
+}
+
+impl From<IssueTicketError> for ApiError {
+    fn from(e: IssueTicketError) -> Self {
+        match e {
+            IssueTicketError::TooManyTopics => Self::InvalidBody(e.to_string()),
+            IssueTicketError::NoOwnTopic => Self::InvalidTopic(e.to_string()),
+            IssueTicketError::Forbidden(_) => Self::ForbiddenTopic(e.to_string()),
+            IssueTicketError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<OpenStreamError> for ApiError {
+    fn from(e: OpenStreamError) -> Self {
+        let retry_after = crate::hub::STREAM_CAP_RETRY;
+        match e {
+            OpenStreamError::Refused(_) => Self::InvalidTicket,
+            OpenStreamError::TooManyStreams => Self::TooManyStreams { retry_after },
+            OpenStreamError::InstanceFull => Self::AtCapacity { retry_after },
+            OpenStreamError::Broker(e) => e.into(),
+            OpenStreamError::Tickets(_) | OpenStreamError::History(_) => Self::unavailable(&e),
+        }
+    }
+}
+
+impl From<PublishError> for ApiError {
+    fn from(e: PublishError) -> Self {
+        match e {
+            PublishError::TooLarge(_) => Self::PayloadTooLarge(e.to_string()),
+            PublishError::Forbidden(_) => Self::ForbiddenTopic(e.to_string()),
+            PublishError::Broker(e) => e.into(),
+            PublishError::History(_) => Self::unavailable(&e),
+        }
+    }
+}
+
+impl From<RevocationError> for ApiError {
+    fn from(e: RevocationError) -> Self {
+        Self::unavailable(&e)
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        Self::unavailable(&e)
     }
 }

@@ -2,23 +2,68 @@
 
 use actix_web::HttpResponse;
 use actix_web::web::{Bytes, Data};
+use serde::Deserialize;
 use serde_json::json;
 
 use super::bearer::Bearer;
 use super::body;
 use super::error::ApiError;
-use crate::hub::Hub;
+use crate::auth::Topic;
+use crate::broker::EventType;
+use crate::hub::{Hub, Publication};
+
+/// Body of `POST /publish`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishRequest {
+    /// The topic to publish to.
+    topic: String,
+    /// Event type; `message` when absent (`null` is refused: the spec says string).
+    #[serde(default, deserialize_with = "string_not_null")]
+    event: Option<String>,
+    /// Any JSON value; required (it may be `null`).
+    #[serde(default, deserialize_with = "present")]
+    data: Option<serde_json::Value>,
+}
+
+/// A field that may be absent but, when present, is a string (not `null`).
+fn string_not_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    String::deserialize(d).map(Some)
+}
+
+/// Distinguishes `"data": null` (present) from a missing `data`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
+}
+
+impl PublishRequest {
+    /// The request's parts, parsed.
+    fn publication(self) -> Result<Publication, ApiError> {
+        let topic = Topic::parse(&self.topic)
+            .map_err(|e| ApiError::InvalidTopic(format!("{:?} is not a topic: {e}", self.topic)))?;
+        let kind = match self.event {
+            None => EventType::message(),
+            Some(raw) => {
+                EventType::parse(&raw).map_err(|e| ApiError::InvalidBody(e.to_string()))?
+            }
+        };
+        let data = self
+            .data
+            .ok_or_else(|| ApiError::InvalidBody("the body has no data field".into()))?;
+        Ok(Publication { topic, kind, data })
+    }
+}
 
 pub(crate) async fn publish(
     hub: Data<Hub>,
     Bearer(claims): Bearer,
     raw: Result<Bytes, actix_web::Error>,
 ) -> Result<HttpResponse, ApiError> {
-    let request = body::json(raw)?.ok_or_else(|| {
+    let request: PublishRequest = body::json(raw)?.ok_or_else(|| {
         ApiError::InvalidBody(
             r#"the body must be JSON {"topic": ..., "event": ..., "data": ...}"#.into(),
         )
     })?;
-    let id = hub.publish(&claims, request).await?;
+    let id = hub.publish(&claims, request.publication()?).await?;
     Ok(HttpResponse::Ok().json(json!({ "id": id })))
 }

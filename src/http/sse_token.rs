@@ -4,7 +4,7 @@ use actix_web::http::header::{CacheControl, CacheDirective};
 use actix_web::web::{Bytes, Data};
 use actix_web::{HttpResponse, HttpResponseBuilder};
 use chrono::SecondsFormat;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::bearer::{Bearer, ClientInfo};
 use super::body;
@@ -21,14 +21,39 @@ struct TicketResponse<'a> {
     topics: &'a [TopicPattern],
 }
 
+/// Body of `POST /sse-token`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TicketRequest {
+    /// Topics and patterns to receive; empty means `user/<sub>`.
+    #[serde(default)]
+    topics: Vec<String>,
+}
+
+impl TicketRequest {
+    /// The topics, parsed.
+    fn patterns(self) -> Result<Vec<TopicPattern>, ApiError> {
+        self.topics
+            .iter()
+            .map(|raw| {
+                TopicPattern::parse(raw).map_err(|e| {
+                    ApiError::InvalidTopic(format!("{raw:?} is not a topic or pattern: {e}"))
+                })
+            })
+            .collect()
+    }
+}
+
 pub(crate) async fn issue(
     hub: Data<Hub>,
     Bearer(claims): Bearer,
     ClientInfo(client): ClientInfo,
     raw: Result<Bytes, actix_web::Error>,
 ) -> Result<HttpResponse, ApiError> {
-    let request = body::json(raw)?.unwrap_or_default();
-    let ticket = hub.issue_ticket(&claims, request, &client).await?;
+    let request: TicketRequest = body::json(raw)?.unwrap_or_default();
+    let ticket = hub
+        .issue_ticket(&claims, request.patterns()?, &client)
+        .await?;
     let id = ticket.id().to_string();
     Ok(HttpResponseBuilder::new(actix_web::http::StatusCode::OK)
         .insert_header(CacheControl(vec![CacheDirective::NoStore]))

@@ -62,8 +62,19 @@ pub(crate) async fn open(
         None => from_query,
     }
     .filter(|id| !id.trim().is_empty());
+    // Parsed before the ticket is presented, so that a malformed id spends
+    // no ticket.
+    let resume_after = last_event_id
+        .map(|raw| {
+            uuid::Uuid::try_parse(raw.trim()).map_err(|_| {
+                ApiError::InvalidQuery(
+                    "Last-Event-ID / lastEventId must be an event id (a UUID)".into(),
+                )
+            })
+        })
+        .transpose()?;
     let opened = hub
-        .open_stream(token.as_deref(), last_event_id.as_deref(), &client)
+        .open_stream(token.as_deref(), resume_after, &client)
         .await?;
     let settings = hub.stream_settings();
     let events = events(&hub, opened, settings);

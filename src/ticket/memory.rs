@@ -175,7 +175,7 @@ impl TicketStore for MemoryStore {
         self.places.taken()
     }
 
-    async fn ping(&self) -> Result<(), String> {
+    async fn ping(&self) -> Result<(), crate::redis_link::RedisFailure> {
         Ok(())
     }
 }

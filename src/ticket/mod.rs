@@ -224,7 +224,7 @@ pub trait TicketStore: Send + Sync + 'static {
     async fn outstanding(&self) -> usize;
 
     /// Checks the backend answers.
-    async fn ping(&self) -> Result<(), String>;
+    async fn ping(&self) -> Result<(), crate::redis_link::RedisFailure>;
 }
 
 /// Bounds of a ticket store.

@@ -342,7 +342,7 @@ impl TicketStore for RedisStore {
             .unwrap_or(0)
     }
 
-    async fn ping(&self) -> Result<(), String> {
+    async fn ping(&self) -> Result<(), RedisFailure> {
         self.link.ping().await
     }
 }

@@ -1,0 +1,48 @@
+//! What operators ask of the hub: readiness, gauges, the audit trail, and
+//! a flush of queued writes at shutdown.
+
+use crate::db::{AuditQuery, AuditRecord, DbError};
+
+use super::Hub;
+
+impl Hub {
+    /// Each backend with its state: `Err` says why it is not ready.
+    pub async fn readiness(&self) -> Vec<(&'static str, Result<(), String>)> {
+        let keys = if self.verifier.is_ready() {
+            Ok(())
+        } else {
+            Err("the identity provider's keys have not been fetched yet".to_owned())
+        };
+        vec![
+            ("keys", keys),
+            ("database", self.db.ping().await.map_err(|e| e.to_string())),
+            (
+                "tickets",
+                self.tickets.ping().await.map_err(|e| e.to_string()),
+            ),
+            (
+                "broker",
+                self.broker.ping().await.map_err(|e| e.to_string()),
+            ),
+        ]
+    }
+
+    /// Waits until every queued database write is done (at shutdown).
+    pub async fn flush(&self) {
+        if let Some(history) = &self.history {
+            history.flush().await;
+        }
+        self.audit.flush().await;
+    }
+
+    /// Audit rows, newest first.
+    pub async fn audit_trail(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, DbError> {
+        self.db.audit(query).await
+    }
+
+    /// Refreshes gauges that are read from the backends, before a scrape.
+    pub async fn refresh_gauges(&self) {
+        let held = i64::try_from(self.tickets.outstanding().await).unwrap_or(i64::MAX);
+        self.metrics.tickets_outstanding.set(held);
+    }
+}
