@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod redis_link;
 pub mod revocation;
 mod server;
+pub mod subscriber;
 pub mod telemetry;
 pub mod ticket;
 pub mod tls;
