@@ -18,8 +18,13 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a command may wait for its answer.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// First and longest wait between probes of an unreachable Redis.
-pub(crate) const BACKOFF_MIN: Duration = Duration::from_millis(50);
-pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(2);
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// The backoff of every loop that waits for Redis to come back.
+pub(crate) fn backoff() -> crate::backoff::Backoff {
+    crate::backoff::Backoff::new(BACKOFF_MIN, BACKOFF_MAX)
+}
 
 /// Why Redis could not be used at start-up.
 #[derive(Debug, thiserror::Error)]
@@ -165,7 +170,7 @@ impl RedisLink {
                 () = shutdown.cancelled() => return,
                 () = self.probe.notified() => {}
             }
-            let mut wait = BACKOFF_MIN;
+            let mut backoff = backoff();
             while !self.is_healthy() {
                 let mut connection = self.connection.clone();
                 let answered = redis::cmd("PING")
@@ -177,11 +182,9 @@ impl RedisLink {
                     tracing::info!("Redis answers again");
                     break;
                 }
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = tokio::time::sleep(wait) => {}
+                if !backoff.wait(&shutdown).await {
+                    return;
                 }
-                wait = (wait * 2).min(BACKOFF_MAX);
             }
         }
     }

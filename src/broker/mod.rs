@@ -2,6 +2,7 @@
 
 mod memory;
 mod redis_broker;
+mod redis_listener;
 
 use std::sync::Arc;
 
@@ -185,6 +186,11 @@ impl Event {
             stored.data.into(),
             stored.published_at,
         ))
+    }
+
+    /// Its data, serialized JSON.
+    pub fn data(&self) -> &str {
+        &self.data
     }
 
     fn frame_data(&self) -> &ByteString {

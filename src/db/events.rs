@@ -11,8 +11,8 @@ use crate::auth::TopicPattern;
 /// Rows per multi-row `INSERT`, well under both engines' bind-parameter limits.
 const INSERT_CHUNK: usize = 500;
 
-/// A published event as stored (and as sent between instances).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// A published event as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEvent {
     /// Its id (UUID v7).
     pub id: Uuid,
@@ -23,7 +23,6 @@ pub struct StoredEvent {
     /// Its data, serialized JSON.
     pub data: String,
     /// When it was accepted.
-    #[serde(with = "chrono::serde::ts_milliseconds")]
     pub published_at: DateTime<Utc>,
 }
 
