@@ -13,15 +13,32 @@ use prometheus_client::registry::Registry;
 /// Labels of a refused ticket.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RejectLabels {
-    /// `malformed`, `unknown` (never issued or already used), `expired` or
-    /// `revoked` (issued just before its subject was revoked).
+    /// Why `/stream` refused it:
+    /// - `malformed`: missing, or not a canonical UUID v4 (a JWT, say);
+    /// - `unknown`: never issued, already used, swept after expiring, or
+    ///   dropped by a revocation of its subject;
+    /// - `expired`: past its lifetime, not yet swept;
+    /// - `revoked`: a revocation of its subject covers the bearer token it
+    ///   was issued under (`iat` at or before `revoked_at`, or no `iat`), or
+    ///   the ticket was issued before that revocation: whenever it was issued;
+    /// - `too_many_streams`: the subject holds
+    ///   `SSE_TICKET_MAX_STREAMS_PER_SUBJECT` streams on this instance (429);
+    /// - `streams_full`: the instance holds `SSE_TICKET_MAX_STREAMS` streams
+    ///   (503).
     pub reason: &'static str,
 }
 
 /// Labels of a closed stream.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CloseLabels {
-    /// `client`, `token_expired`, `revoked`, `lagging`, `write_timeout` or `shutdown`.
+    /// Why the stream ended:
+    /// - `client`: the client went away;
+    /// - `token_expired`: the bearer token its ticket was issued under expired;
+    /// - `revoked`: its subject was revoked;
+    /// - `lagging`: it fell 256 events behind and was detached;
+    /// - `write_timeout`: its client accepted no bytes for
+    ///   `SSE_TICKET_WRITE_TIMEOUT` while frames were waiting;
+    /// - `shutdown`: the server is stopping.
     pub reason: &'static str,
 }
 
