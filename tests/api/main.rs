@@ -6,6 +6,7 @@ mod browser;
 mod cli;
 mod cluster;
 mod cors;
+mod docs_page;
 mod hardening;
 mod hardening_db;
 mod hardening_edge;
