@@ -7,6 +7,7 @@ mod bearer;
 mod body;
 mod deadline;
 mod demo;
+mod docs;
 pub mod error;
 mod ops;
 mod publish;
@@ -60,6 +61,8 @@ routes! {
     "/readyz" cors=false { GET => ops::readyz }
     "/metrics" cors=false { GET => ops::metrics }
     "/openapi.yaml" cors=false { GET => ops::openapi }
+    "/docs" cors=false { GET => docs::page }
+    "/docs/redoc.standalone.js" cors=false { GET => docs::redoc }
     "/admin/revoke" cors=false { POST => admin::revoke }
     "/admin/revocations" cors=false { GET => admin::revocations }
     "/admin/revoke/{sub}" cors=false { DELETE => admin::lift }

@@ -7,6 +7,7 @@ mod cli;
 mod cluster;
 mod cors;
 mod docs;
+mod docs_page;
 mod hardening;
 mod hardening_db;
 mod hardening_edge;

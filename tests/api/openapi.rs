@@ -310,6 +310,18 @@ async fn cases(app: &TestApp) -> Vec<Case> {
             status: 200,
             response: get("/openapi.yaml").await.expect("openapi"),
         },
+        Case {
+            method: "GET",
+            path: "/docs",
+            status: 200,
+            response: get("/docs").await.expect("docs"),
+        },
+        Case {
+            method: "GET",
+            path: "/docs/redoc.standalone.js",
+            status: 200,
+            response: get("/docs/redoc.standalone.js").await.expect("redoc"),
+        },
     ]
 }
 
