@@ -41,19 +41,19 @@ pub struct MintArgs {
 /// Flags of `sse-ticket migrate`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct MigrateArgs {
-    /// Durable store: `sqlite://<file>` (created if missing) or `postgres://…`.
-    #[arg(long, env = "SSE_TICKET_DATABASE_URL", default_value = crate::config::DEFAULT_DATABASE_URL)]
-    pub database_url: String,
+    /// The durable store, as `serve` takes it.
+    #[command(flatten)]
+    pub database: crate::config::DatabaseArgs,
 }
 
 /// `sse-ticket migrate`: applies pending migrations and exits.
 pub async fn migrate(args: MigrateArgs) -> ExitCode {
-    match crate::db::Database::open(&args.database_url).await {
+    match crate::db::Database::open(&args.database.database_url).await {
         Ok(db) => {
             db.close().await;
             println!(
                 "migrations applied to {}",
-                crate::db::redact_url(&args.database_url)
+                crate::db::redact_url(&args.database.database_url)
             );
             ExitCode::SUCCESS
         }

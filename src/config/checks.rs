@@ -1,0 +1,204 @@
+//! The checks each setting passes before the service starts: one line naming
+//! the setting when it does not.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rand::distr::{Alphanumeric, SampleString as _};
+use secrecy::SecretString;
+
+use super::{ConfigError, DEV_TLS_DIR, RedisSettings, ServeArgs, TlsSetting};
+use crate::auth::KeySource;
+
+/// Longest retention accepted (ten years).
+const MAX_RETENTION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+pub(super) fn positive_long(name: &'static str, value: Duration) -> Result<Duration, ConfigError> {
+    if value.is_zero() || value > MAX_RETENTION {
+        return Err(ConfigError::Invalid {
+            name,
+            problem: "must be longer than zero and at most 10 years".into(),
+        });
+    }
+    Ok(value)
+}
+
+pub(super) fn database_url(url: String) -> Result<String, ConfigError> {
+    let known = ["sqlite:", "postgres://", "postgresql://"];
+    if known.iter().any(|scheme| url.starts_with(scheme)) {
+        Ok(url)
+    } else {
+        Err(ConfigError::Invalid {
+            name: "SSE_TICKET_DATABASE_URL",
+            problem: format!(
+                "must start with sqlite: or postgres:// (got {})",
+                crate::db::redact_url(&url)
+            ),
+        })
+    }
+}
+
+pub(super) fn tls_setting(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    self_signed: bool,
+    dev: bool,
+) -> Result<Option<TlsSetting>, ConfigError> {
+    let invalid = |name, problem: &str| ConfigError::Invalid {
+        name,
+        problem: problem.into(),
+    };
+    match (cert, key, self_signed) {
+        (None, None, false) => Ok(None),
+        (None, None, true) if dev => Ok(Some(TlsSetting::DevSelfSigned(DEV_TLS_DIR.into()))),
+        (None, None, true) => Err(invalid(
+            "--tls",
+            "generates a development certificate and needs --dev; to serve TLS otherwise, set SSE_TICKET_TLS_CERT and SSE_TICKET_TLS_KEY",
+        )),
+        (Some(_), Some(_), true) => Err(invalid(
+            "--tls",
+            "generates a certificate: leave it out when SSE_TICKET_TLS_CERT and SSE_TICKET_TLS_KEY are set",
+        )),
+        (Some(cert), Some(key), false) => {
+            let files = crate::tls::TlsFiles { cert, key };
+            // Checked here, so a bad pair stops start-up before anything runs.
+            files.load()?;
+            Ok(Some(TlsSetting::Files(files)))
+        }
+        (Some(_), None, _) => Err(invalid(
+            "SSE_TICKET_TLS_CERT",
+            "is set without SSE_TICKET_TLS_KEY: set both to serve TLS",
+        )),
+        (None, Some(_), _) => Err(invalid(
+            "SSE_TICKET_TLS_KEY",
+            "is set without SSE_TICKET_TLS_CERT: set both to serve TLS",
+        )),
+    }
+}
+
+pub(super) fn redis_settings(
+    url: Option<SecretString>,
+    prefix: String,
+) -> Result<Option<RedisSettings>, ConfigError> {
+    use secrecy::ExposeSecret as _;
+    let Some(url) = url else { return Ok(None) };
+    let raw = url.expose_secret();
+    if !(raw.starts_with("redis://") || raw.starts_with("rediss://")) {
+        return Err(ConfigError::Invalid {
+            name: "SSE_TICKET_REDIS_URL",
+            problem: format!(
+                "must start with redis:// or rediss:// (got {})",
+                crate::db::redact_url(raw)
+            ),
+        });
+    }
+    Ok(Some(RedisSettings { url, prefix }))
+}
+
+pub(super) fn key_source(args: &ServeArgs) -> Result<KeySource, ConfigError> {
+    let mut found = Vec::new();
+    if args.jwt_secret.is_some() {
+        found.push("SSE_TICKET_JWT_SECRET");
+    }
+    if args.jwt_public_key.is_some() {
+        found.push("SSE_TICKET_JWT_PUBLIC_KEY");
+    }
+    if args.jwks_url.is_some() {
+        found.push("SSE_TICKET_JWKS_URL");
+    }
+    if found.len() > 1 {
+        return Err(ConfigError::SeveralKeys(found.join(", ")));
+    }
+    if args.dev && (args.jwt_public_key.is_some() || args.jwks_url.is_some()) {
+        return Err(ConfigError::DevWithPublicKey);
+    }
+    if let Some(secret) = &args.jwt_secret {
+        use secrecy::ExposeSecret as _;
+        if secret.expose_secret().len() < MIN_SECRET_BYTES {
+            return Err(ConfigError::Invalid {
+                name: "SSE_TICKET_JWT_SECRET",
+                problem: format!(
+                    "must be at least {MIN_SECRET_BYTES} bytes (HS256 needs 256 bits of key; try: head -c 32 /dev/urandom | base64)"
+                ),
+            });
+        }
+        return Ok(KeySource::Secret(secret.clone()));
+    }
+    if let Some(path) = &args.jwt_public_key {
+        return Ok(KeySource::PublicKeyPem(path.clone()));
+    }
+    if let Some(url) = &args.jwks_url {
+        let url = reqwest::Url::parse(url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .ok_or_else(|| ConfigError::Invalid {
+                name: "SSE_TICKET_JWKS_URL",
+                problem: format!("is not an http(s) URL: {url}"),
+            })?;
+        if !crate::auth::is_confidential(&url) {
+            return Err(ConfigError::Invalid {
+                name: "SSE_TICKET_JWKS_URL",
+                problem: format!(
+                    "must be https:// (plain http:// only to a loopback address), so keys cannot be swapped on the way: {url}"
+                ),
+            });
+        }
+        return Ok(KeySource::JwksUrl(url));
+    }
+    if args.dev {
+        return Ok(KeySource::Secret(dev_secret()));
+    }
+    Err(ConfigError::NoKey)
+}
+
+pub(super) fn secret(raw: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(raw.into())
+}
+
+/// Shortest HMAC secret accepted: HS256's own output size.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// `--dev` prints working tokens and its secret: only a loopback address may
+/// serve them.
+pub(super) fn dev_bind(bind: &str, dev: bool) -> Result<(), ConfigError> {
+    let host = bind.rsplit_once(':').map_or(bind, |(host, _)| host);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if dev && !loopback {
+        return Err(ConfigError::Invalid {
+            name: "--dev",
+            problem: format!(
+                "serves development tokens and only binds a loopback address (SSE_TICKET_BIND is {bind}); use 127.0.0.1 or configure a real key"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// A random 43-character secret for `--dev`.
+pub fn dev_secret() -> SecretString {
+    Alphanumeric.sample_string(&mut rand::rng(), 43).into()
+}
+
+/// Validates one CORS origin: `*`, or `scheme://host[:port]` with nothing after.
+pub(super) fn origin(raw: &str) -> Result<String, ConfigError> {
+    if raw == "*" {
+        return Ok(raw.into());
+    }
+    let invalid = || ConfigError::Invalid {
+        name: "SSE_TICKET_CORS_ORIGINS",
+        problem: format!("holds {raw:?}, which is not an origin like https://app.example.com"),
+    };
+    let url = reqwest::Url::parse(raw).map_err(|_| invalid())?;
+    let bare = url.path() == "/"
+        && url.query().is_none()
+        && url.fragment().is_none()
+        && !raw.ends_with('/');
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() || !bare {
+        return Err(invalid());
+    }
+    Ok(url.origin().ascii_serialization())
+}

@@ -1,0 +1,279 @@
+//! One [`Config`], read from `serve`'s flags and `SSE_TICKET_*` variables and
+//! validated before anything starts.
+
+mod args;
+mod checks;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::auth::{KeySource, VerifierSettings};
+use crate::ticket::StoreLimits;
+
+pub use args::{DatabaseArgs, ServeArgs, defaults};
+pub use checks::{MIN_SECRET_BYTES, dev_secret};
+use checks::{
+    database_url, dev_bind, key_source, origin, positive_long, redis_settings, tls_setting,
+};
+
+/// Longest ticket lifetime or heartbeat interval accepted.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+
+/// The durable store used when none is configured: a SQLite file in the
+/// working directory.
+pub const DEFAULT_DATABASE_URL: &str = defaults::DATABASE_URL;
+
+/// The namespace of Redis keys and channels when none is configured.
+pub const DEFAULT_REDIS_PREFIX: &str = defaults::REDIS_PREFIX;
+
+/// The directory, under the working directory, that keeps the certificate of
+/// `serve --dev --tls`.
+pub const DEV_TLS_DIR: &str = "sse-ticket-dev-tls";
+
+/// How the listener speaks TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsSetting {
+    /// The operator's certificate and key.
+    Files(crate::tls::TlsFiles),
+    /// `--dev --tls`: a self-signed certificate kept in this directory.
+    DevSelfSigned(PathBuf),
+}
+
+/// Where tickets and fan-out go when several instances share them.
+#[derive(Clone)]
+pub struct RedisSettings {
+    /// `redis://…` or `rediss://…`; may hold a password.
+    pub url: SecretString,
+    /// Namespace of every key and channel.
+    pub prefix: String,
+}
+
+impl std::fmt::Debug for RedisSettings {
+    /// Shows the URL without its password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use secrecy::ExposeSecret as _;
+        f.debug_struct("RedisSettings")
+            .field("url", &crate::db::redact_url(self.url.expose_secret()))
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+/// Caps on open streams, and how long a client that reads nothing keeps one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamLimits {
+    /// Open streams one subject may hold on this instance.
+    pub per_subject: usize,
+    /// Open streams this instance holds; 0 derives it from the open-file limit.
+    pub total: usize,
+    /// A stream whose client accepts no bytes for this long is closed.
+    pub write_timeout: Duration,
+}
+
+impl Default for StreamLimits {
+    fn default() -> Self {
+        Self {
+            per_subject: defaults::MAX_STREAMS_PER_SUBJECT,
+            total: defaults::MAX_STREAMS,
+            write_timeout: defaults::WRITE_TIMEOUT,
+        }
+    }
+}
+
+/// What is kept for replay and audit, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// How long published events stay replayable.
+    pub history_ttl: Duration,
+    /// Replayable events kept per topic; 0 stores none.
+    pub history_max_per_topic: u32,
+    /// How long audit rows are kept.
+    pub audit_ttl: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            history_ttl: defaults::HISTORY_TTL,
+            history_max_per_topic: defaults::HISTORY_MAX_PER_TOPIC,
+            audit_ttl: defaults::AUDIT_TTL,
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Why the configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// No key source and no `--dev`.
+    #[error(
+        "no key to verify bearer tokens: set exactly one of SSE_TICKET_JWT_SECRET, SSE_TICKET_JWT_PUBLIC_KEY or SSE_TICKET_JWKS_URL, or run `serve --dev`"
+    )]
+    NoKey,
+    /// More than one key source.
+    #[error(
+        "set only one of SSE_TICKET_JWT_SECRET, SSE_TICKET_JWT_PUBLIC_KEY and SSE_TICKET_JWKS_URL (found: {0})"
+    )]
+    SeveralKeys(String),
+    /// `--dev` with a public key or JWKS.
+    #[error(
+        "--dev signs its tokens with a secret: it cannot be combined with SSE_TICKET_JWT_PUBLIC_KEY or SSE_TICKET_JWKS_URL"
+    )]
+    DevWithPublicKey,
+    /// The TLS certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// A setting with a value outside its range.
+    #[error("{name} {problem}")]
+    Invalid {
+        /// The environment variable.
+        name: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+/// The validated configuration of a running service.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listen address.
+    pub bind: String,
+    /// Where bearer-token keys come from.
+    pub keys: KeySource,
+    /// Issuer and audience checks.
+    pub verifier: VerifierSettings,
+    /// Ticket lifetime and caps.
+    pub tickets: StoreLimits,
+    /// Interval of `: ping` on idle streams.
+    pub heartbeat: Duration,
+    /// Caps on open streams, and how long a stalled client keeps one.
+    pub streams: StreamLimits,
+    /// Origins allowed cross-origin (`*` for any).
+    pub cors_origins: Vec<String>,
+    /// Durable store URL.
+    pub database_url: String,
+    /// History and audit retention.
+    pub retention: Retention,
+    /// Redis, when tickets and fan-out are shared by several instances.
+    pub redis: Option<RedisSettings>,
+    /// TLS on the listener; plain HTTP when `None`.
+    pub tls: Option<TlsSetting>,
+    /// Longest time a request's headers, and then its body, may take to arrive.
+    pub request_timeout: Duration,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Whether `--dev` was given (the secret in `keys` was generated or given).
+    pub dev: bool,
+}
+
+impl Config {
+    /// A configuration with every default and the given key source.
+    pub fn new(keys: KeySource) -> Self {
+        Self {
+            bind: defaults::BIND.into(),
+            keys,
+            verifier: VerifierSettings::default(),
+            tickets: StoreLimits {
+                ttl: defaults::TICKET_TTL,
+                per_subject: defaults::MAX_TICKETS_PER_SUBJECT,
+                total: defaults::MAX_TICKETS,
+            },
+            heartbeat: defaults::HEARTBEAT,
+            streams: StreamLimits::default(),
+            cors_origins: Vec::new(),
+            database_url: DEFAULT_DATABASE_URL.into(),
+            retention: Retention::default(),
+            redis: None,
+            tls: None,
+            request_timeout: defaults::REQUEST_TIMEOUT,
+            log_format: LogFormat::Pretty,
+            dev: false,
+        }
+    }
+
+    /// Validates `serve`'s arguments.
+    pub fn from_args(args: ServeArgs) -> Result<Self, ConfigError> {
+        let keys = key_source(&args)?;
+        dev_bind(&args.bind, args.dev)?;
+        let positive = |name, value: Duration| {
+            if value.is_zero() || value > MAX_INTERVAL {
+                Err(ConfigError::Invalid {
+                    name,
+                    problem: "must be longer than zero and at most 24h".into(),
+                })
+            } else {
+                Ok(value)
+            }
+        };
+        let at_least_one = |name, value: usize| {
+            if value == 0 {
+                Err(ConfigError::Invalid {
+                    name,
+                    problem: "must be at least 1".into(),
+                })
+            } else {
+                Ok(value)
+            }
+        };
+        let non_empty = |name, value: Option<String>| match value {
+            Some(v) if v.trim().is_empty() => Err(ConfigError::Invalid {
+                name,
+                problem: "is empty".into(),
+            }),
+            other => Ok(other),
+        };
+        Ok(Self {
+            bind: args.bind,
+            keys,
+            verifier: VerifierSettings {
+                issuer: non_empty("SSE_TICKET_JWT_ISSUER", args.jwt_issuer)?,
+                audience: non_empty("SSE_TICKET_JWT_AUDIENCE", args.jwt_audience)?,
+            },
+            tickets: StoreLimits {
+                ttl: positive("SSE_TICKET_TICKET_TTL", args.ticket_ttl.into())?,
+                per_subject: at_least_one(
+                    "SSE_TICKET_MAX_TICKETS_PER_SUBJECT",
+                    args.max_tickets_per_subject,
+                )?,
+                total: at_least_one("SSE_TICKET_MAX_TICKETS", args.max_tickets)?,
+            },
+            heartbeat: positive("SSE_TICKET_HEARTBEAT", args.heartbeat.into())?,
+            streams: StreamLimits {
+                per_subject: at_least_one(
+                    "SSE_TICKET_MAX_STREAMS_PER_SUBJECT",
+                    args.max_streams_per_subject,
+                )?,
+                total: args.max_streams,
+                write_timeout: positive("SSE_TICKET_WRITE_TIMEOUT", args.write_timeout.into())?,
+            },
+            cors_origins: args
+                .cors_origins
+                .iter()
+                .map(|o| o.trim())
+                .filter(|o| !o.is_empty())
+                .map(origin)
+                .collect::<Result<_, _>>()?,
+            database_url: database_url(args.database.database_url)?,
+            retention: Retention {
+                history_ttl: positive_long("SSE_TICKET_HISTORY_TTL", args.history_ttl.into())?,
+                history_max_per_topic: args.history_max_per_topic,
+                audit_ttl: positive_long("SSE_TICKET_AUDIT_TTL", args.audit_ttl.into())?,
+            },
+            redis: redis_settings(args.redis_url, args.redis_prefix)?,
+            tls: tls_setting(args.tls_cert, args.tls_key, args.tls, args.dev)?,
+            request_timeout: positive("SSE_TICKET_REQUEST_TIMEOUT", args.request_timeout.into())?,
+            log_format: args.log_format,
+            dev: args.dev,
+        })
+    }
+}
