@@ -8,6 +8,12 @@ use chrono::{DateTime, TimeDelta, Utc};
 use futures_util::future::BoxFuture;
 use tokio::sync::watch;
 
+/// `d` as a span of clock time; an overlong one (beyond ±262,000 years)
+/// as the longest there is.
+pub fn span(d: std::time::Duration) -> TimeDelta {
+    TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
+}
+
 /// The source of "now" for tickets, bearer-token expiry and the sweeper.
 pub trait Clock: Send + Sync + fmt::Debug + 'static {
     /// The current instant.

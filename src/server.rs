@@ -109,8 +109,7 @@ impl Server {
         let db = Database::open(&config.database_url).await?;
         let (tickets, broker) = backends(&config, &db, &clock, &metrics, &shutdown).await?;
 
-        let idle =
-            chrono::TimeDelta::from_std(config.tickets.ttl).unwrap_or(chrono::TimeDelta::MAX);
+        let idle = crate::clock::span(config.tickets.ttl);
         let expired = metrics.tickets_expired.clone();
         tokio::spawn(run_sweeper(
             tickets.clone(),
@@ -354,14 +353,16 @@ async fn run_pruner(
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
-    let ttl = |d: Duration| chrono::TimeDelta::from_std(d).unwrap_or(chrono::TimeDelta::MAX);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = clock.sleep_until(clock.now() + PRUNE_INTERVAL) => {}
         }
         let now = clock.now();
-        let horizon = |keep| now.checked_sub_signed(ttl(keep)).unwrap_or(now);
+        let horizon = |keep| {
+            now.checked_sub_signed(crate::clock::span(keep))
+                .unwrap_or(now)
+        };
         match db
             .prune_events(
                 horizon(retention.history_ttl),

@@ -90,7 +90,7 @@ pub struct Ticket {
 
 impl Ticket {
     pub(crate) fn new(grant: Grant, issued_at: DateTime<Utc>, ttl: Duration) -> Self {
-        let ttl = chrono::TimeDelta::from_std(ttl).unwrap_or(chrono::TimeDelta::MAX);
+        let ttl = crate::clock::span(ttl);
         Self {
             id: TicketId::random(),
             sub: grant.sub,
