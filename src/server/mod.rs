@@ -1,5 +1,8 @@
 //! Builds the service from a [`Config`] and runs it until told to stop.
 
+mod limits;
+mod tasks;
+
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,11 +11,14 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use tokio_util::sync::CancellationToken;
 
+use limits::{set_write_timeout, stream_capacity};
+use tasks::{run_pruner, spawn_key_warm_up};
+
 use crate::audit::AuditLog;
 use crate::auth::{KeyError, Verifier};
 use crate::broker::{Broker, BrokerError, MemoryBroker, RedisBroker, RedisBrokerParts};
 use crate::clock::SharedClock;
-use crate::config::{Config, Retention, TlsSetting};
+use crate::config::{Config, TlsSetting};
 use crate::db::{BatchWriter, Database, DbError, StoredEvent};
 use crate::dev::DevTokens;
 use crate::http;
@@ -30,10 +36,6 @@ pub const STREAM_RETRY: Duration = Duration::from_secs(3);
 const SHUTDOWN_TIMEOUT_SECS: u64 = 5;
 /// Events waiting to be stored, beyond which `/publish` waits.
 const HISTORY_QUEUE: usize = 4096;
-/// How often retention is enforced, in clock time.
-const PRUNE_INTERVAL: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
-/// How often an unreachable JWKS is retried after start-up.
-const JWKS_RETRY: Duration = Duration::from_secs(5);
 
 /// Why the service did not start.
 #[derive(Debug, thiserror::Error)]
@@ -281,37 +283,6 @@ impl Server {
     }
 }
 
-/// Open files kept for what is not a stream (database and Redis connections,
-/// requests in flight, files): a tenth of the limit, and at least this many.
-const MIN_FILE_RESERVE: u64 = 64;
-
-/// The most streams an instance holds: `configured`, or when 0, the
-/// open-file limit (each stream holds one socket) less a reserve.
-fn stream_capacity(configured: usize) -> usize {
-    if configured > 0 {
-        return configured;
-    }
-    let soft = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft);
-    let reserve = (soft / 10).max(MIN_FILE_RESERVE);
-    usize::try_from(soft.saturating_sub(reserve).max(1)).unwrap_or(usize::MAX)
-}
-
-/// Makes the kernel drop a connection whose peer takes no bytes for
-/// `timeout` (`TCP_USER_TIMEOUT`, inherited by every accepted socket): the
-/// connection of a stream whose client stopped reading is closed, and with
-/// it the stream and its subscription, even though the server never gets
-/// to write again.
-fn set_write_timeout(listener: &TcpListener, timeout: Duration) -> std::io::Result<()> {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    socket2::SockRef::from(listener).set_tcp_user_timeout(Some(timeout))?;
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    {
-        let _ = (listener, timeout);
-        tracing::warn!("SSE_TICKET_WRITE_TIMEOUT is only enforced on Linux");
-    }
-    Ok(())
-}
-
 /// The ticket store and the broker: in memory, or in Redis when configured.
 async fn backends(
     config: &Config,
@@ -342,60 +313,4 @@ async fn backends(
         Arc::new(RedisStore::new(link, config.tickets)),
         Arc::new(broker),
     ))
-}
-
-/// Deletes history and audit rows past their retention, once a minute of
-/// clock time.
-async fn run_pruner(
-    db: Database,
-    retention: Retention,
-    clock: SharedClock,
-    metrics: Arc<Metrics>,
-    shutdown: CancellationToken,
-) {
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = clock.sleep_until(clock.now() + PRUNE_INTERVAL) => {}
-        }
-        let now = clock.now();
-        let horizon = |keep| {
-            now.checked_sub_signed(crate::clock::span(keep))
-                .unwrap_or(now)
-        };
-        match db
-            .prune_events(
-                horizon(retention.history_ttl),
-                retention.history_max_per_topic,
-            )
-            .await
-        {
-            Ok(pruned) => {
-                metrics.events_pruned.inc_by(pruned);
-            }
-            Err(error) => tracing::warn!(%error, "pruning the event history failed"),
-        }
-        if let Err(error) = db.prune_audit(horizon(retention.audit_ttl)).await {
-            tracing::warn!(%error, "pruning the audit trail failed");
-        }
-    }
-}
-
-/// Fetches remote keys (JWKS) in the background until it succeeds, so the
-/// first request does not pay for it and `/readyz` turns green.
-fn spawn_key_warm_up(hub: web::Data<Hub>, shutdown: CancellationToken) {
-    tokio::spawn(async move {
-        loop {
-            match hub.warm_up_keys().await {
-                Ok(()) => return,
-                Err(error) => {
-                    tracing::warn!(%error, "cannot fetch the verification keys yet; retrying")
-                }
-            }
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(JWKS_RETRY) => {}
-            }
-        }
-    });
 }

@@ -1,0 +1,74 @@
+//! The server's background tasks: retention and the key warm-up.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::web;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::SharedClock;
+use crate::config::Retention;
+use crate::db::Database;
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+
+/// How often retention is enforced, in clock time.
+const PRUNE_INTERVAL: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+/// How often an unreachable JWKS is retried after start-up.
+const JWKS_RETRY: Duration = Duration::from_secs(5);
+
+/// Deletes history and audit rows past their retention, once a minute of
+/// clock time.
+pub(super) async fn run_pruner(
+    db: Database,
+    retention: Retention,
+    clock: SharedClock,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = clock.sleep_until(clock.now() + PRUNE_INTERVAL) => {}
+        }
+        let now = clock.now();
+        let horizon = |keep| {
+            now.checked_sub_signed(crate::clock::span(keep))
+                .unwrap_or(now)
+        };
+        match db
+            .prune_events(
+                horizon(retention.history_ttl),
+                retention.history_max_per_topic,
+            )
+            .await
+        {
+            Ok(pruned) => {
+                metrics.events_pruned.inc_by(pruned);
+            }
+            Err(error) => tracing::warn!(%error, "pruning the event history failed"),
+        }
+        if let Err(error) = db.prune_audit(horizon(retention.audit_ttl)).await {
+            tracing::warn!(%error, "pruning the audit trail failed");
+        }
+    }
+}
+
+/// Fetches remote keys (JWKS) in the background until it succeeds, so the
+/// first request does not pay for it and `/readyz` turns green.
+pub(super) fn spawn_key_warm_up(hub: web::Data<Hub>, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        loop {
+            match hub.warm_up_keys().await {
+                Ok(()) => return,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot fetch the verification keys yet; retrying")
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(JWKS_RETRY) => {}
+            }
+        }
+    });
+}
