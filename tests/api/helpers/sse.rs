@@ -34,6 +34,9 @@ pub struct SseStream {
     /// Bytes not yet parsed. A frame is decoded only once its blank line is
     /// in: a character split across chunks is whole by then.
     buffer: Vec<u8>,
+    /// Where the line being scanned starts, and how far it was scanned.
+    line_start: usize,
+    scanned: usize,
     /// The last frame ended on a lone `\r`: a `\n` next ends that same line.
     after_cr: bool,
 }
@@ -54,6 +57,8 @@ impl SseStream {
         Self {
             body: chunks.boxed(),
             buffer: Vec::new(),
+            line_start: 0,
+            scanned: 0,
             after_cr: false,
         }
     }
@@ -75,7 +80,7 @@ impl SseStream {
                     }
                     self.after_cr = false;
                 }
-                if let Some(end) = frame_end(&self.buffer) {
+                if let Some(end) = self.frame_end() {
                     let raw: Vec<u8> = self.buffer.drain(..end).collect();
                     self.after_cr = raw.last() == Some(&b'\r');
                     return Some(parse_frame(
@@ -90,6 +95,36 @@ impl SseStream {
         })
         .await
         .expect("a frame or the end of the stream in time")
+    }
+
+    /// The length of the first frame in the buffer, the blank line that ends
+    /// it included, once that has arrived. Lines end in `\r\n`, `\n` or `\r`
+    /// (the SSE spec allows all three). Scans each byte once.
+    fn frame_end(&mut self) -> Option<usize> {
+        while let Some(offset) = self.buffer[self.scanned..]
+            .iter()
+            .position(|byte| matches!(byte, b'\r' | b'\n'))
+        {
+            let at = self.scanned + offset;
+            let ending = match &self.buffer[at..] {
+                [b'\r', b'\n', ..] => 2,
+                // `\r\n` or `\r` alone: the next byte tells, unless the line is
+                // blank (its frame ends either way).
+                [b'\r'] if at != self.line_start => {
+                    self.scanned = at;
+                    return None;
+                }
+                _ => 1,
+            };
+            if at == self.line_start {
+                (self.line_start, self.scanned) = (0, 0);
+                return Some(at + ending);
+            }
+            self.line_start = at + ending;
+            self.scanned = self.line_start;
+        }
+        self.scanned = self.buffer.len();
+        None
     }
 
     /// The next frame that is not a heartbeat.
@@ -111,30 +146,6 @@ impl SseStream {
             );
         }
     }
-}
-
-/// The length of the first frame in `buffer`, the blank line that ends it
-/// included, once that has arrived. Lines end in `\r\n`, `\n` or `\r` (the
-/// SSE spec allows all three); a `\r` last in `buffer` counts alone.
-fn frame_end(buffer: &[u8]) -> Option<usize> {
-    let mut line_start = 0;
-    let mut at = 0;
-    while at < buffer.len() {
-        let ending = match &buffer[at..] {
-            [b'\r', b'\n', ..] => 2,
-            [b'\r' | b'\n', ..] => 1,
-            _ => {
-                at += 1;
-                continue;
-            }
-        };
-        if at == line_start {
-            return Some(at + ending);
-        }
-        at += ending;
-        line_start = at;
-    }
-    None
 }
 
 fn parse_frame(raw: &str) -> Frame {
