@@ -81,7 +81,8 @@ impl SseStream {
                     self.after_cr = false;
                 }
                 if let Some(end) = self.frame_end() {
-                    let raw: Vec<u8> = self.buffer.drain(..end).collect();
+                    let rest = self.buffer.split_off(end);
+                    let raw = std::mem::replace(&mut self.buffer, rest);
                     self.after_cr = raw.last() == Some(&b'\r');
                     return Some(parse_frame(
                         std::str::from_utf8(&raw).expect("a UTF-8 frame"),
@@ -101,10 +102,14 @@ impl SseStream {
     /// it included, once that has arrived. Lines end in `\r\n`, `\n` or `\r`
     /// (the SSE spec allows all three). Scans each byte once.
     fn frame_end(&mut self) -> Option<usize> {
-        while let Some(offset) = self.buffer[self.scanned..]
-            .iter()
-            .position(|byte| matches!(byte, b'\r' | b'\n'))
-        {
+        loop {
+            let offset = match line_end(&self.buffer[self.scanned..]) {
+                Ok(offset) => offset,
+                Err(clean) => {
+                    self.scanned += clean;
+                    return None;
+                }
+            };
             let at = self.scanned + offset;
             let ending = match &self.buffer[at..] {
                 [b'\r', b'\n', ..] => 2,
@@ -123,8 +128,6 @@ impl SseStream {
             self.line_start = at + ending;
             self.scanned = self.line_start;
         }
-        self.scanned = self.buffer.len();
-        None
     }
 
     /// The next frame that is not a heartbeat.
@@ -148,11 +151,29 @@ impl SseStream {
     }
 }
 
+/// Where the first `\r` or `\n` in `bytes` is, or else how many bytes hold
+/// none (up to a character still cut off). `str::find` does the scan: fast
+/// even in a debug build.
+fn line_end(bytes: &[u8]) -> Result<usize, usize> {
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(error) => {
+            assert!(error.error_len().is_none(), "a UTF-8 stream: {error}");
+            std::str::from_utf8(&bytes[..error.valid_up_to()]).expect("the valid part")
+        }
+    };
+    let lf = text.find('\n');
+    text[..lf.unwrap_or(text.len())]
+        .find('\r')
+        .or(lf)
+        .ok_or(text.len())
+}
+
 fn parse_frame(raw: &str) -> Frame {
     let mut frame = Frame::default();
     // Splitting on both ends a `\r\n` with an empty line, ignored as the
     // blank line that ends the frame is.
-    for line in raw.split(['\r', '\n']) {
+    for line in raw.split('\n').flat_map(|line| line.split('\r')) {
         if let Some(comment) = line.strip_prefix(':') {
             frame.comment = Some(comment.trim_start().to_owned());
             continue;
