@@ -11,16 +11,6 @@ use crate::helpers::{
 };
 
 impl TestApp {
-    pub(crate) async fn revoke(&self, sub: &str) -> reqwest::Response {
-        self.client
-            .post(self.url("/admin/revoke"))
-            .bearer_auth(self.admin_token("ops"))
-            .json(&json!({ "sub": sub }))
-            .send()
-            .await
-            .expect("POST /admin/revoke")
-    }
-
     async fn lift(&self, sub: &str) -> reqwest::Response {
         self.client
             .delete(self.url(&format!("/admin/revoke/{sub}")))

@@ -10,32 +10,8 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 use crate::helpers::{
-    PATIENCE, TestApp, assert_error, execute_sql, header, spawn_app, spawn_app_with,
+    PATIENCE, address, assert_error, execute_sql, header, read_until, spawn_app, spawn_app_with,
 };
-
-/// Reads from `socket` until what was read contains `marker`; returns it all.
-async fn read_until(socket: &mut TcpStream, marker: &str) -> String {
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    tokio::time::timeout(PATIENCE, async {
-        while !String::from_utf8_lossy(&seen).contains(marker) {
-            let n = socket.read(&mut buf).await.expect("read");
-            assert!(
-                n > 0,
-                "closed before {marker:?}: {}",
-                String::from_utf8_lossy(&seen)
-            );
-            seen.extend_from_slice(&buf[..n]);
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("{marker:?} in time"));
-    String::from_utf8_lossy(&seen).into_owned()
-}
-
-fn address(app: &TestApp) -> String {
-    app.base.trim_start_matches("http://").to_owned()
-}
 
 #[tokio::test]
 async fn a_ticket_issued_across_a_revocation_opens_no_stream() {

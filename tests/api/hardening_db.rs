@@ -13,10 +13,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::helpers::{
-    PATIENCE, SseStream, TestApp, assert_error, execute_sql, fresh_database_url, spawn_app,
+    PATIENCE, SseStream, TestApp, assert_error, execute_sql, fresh_database_url, resume, spawn_app,
     spawn_config, test_config,
 };
-use crate::resume::resume;
 
 /// What `GET /admin/audit` holds, newest first.
 async fn audit_rows(app: &TestApp, query: &str) -> Vec<Value> {

@@ -7,113 +7,18 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpStream;
 
-use crate::cli::{output, post_ticket, serve, sse_ticket};
 use crate::helpers::{
-    PATIENCE, SECRET, TestApp, assert_bearer_error, assert_error, header, spawn_app, spawn_app_with,
+    PATIENCE, SECRET, assert_bearer_error, assert_closed, assert_error, connect, h2_connection,
+    h2_tls, header, output, post_ticket, read_response, serve, spawn_app, spawn_app_with,
+    spawn_tls_app, sse_ticket,
 };
-use crate::tls::{h2_connection, h2_tls, spawn_tls_app};
 
 /// The request timeout of the tests that wait for it.
 const SHORT: Duration = Duration::from_millis(700);
 
 /// Largest request head the server accepts (request line and headers).
 const MAX_HEAD: usize = 16 * 1024;
-
-/// One HTTP/1.1 response read off a raw connection.
-#[derive(Debug)]
-struct RawResponse {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl RawResponse {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Asserts a JSON error `code` with status `status`.
-    fn assert_error(&self, status: u16, code: &str) {
-        assert_eq!(self.status, status, "{self:?}");
-        assert!(
-            self.header("content-type")
-                .is_some_and(|t| t.starts_with("application/json")),
-            "a JSON error: {self:?}"
-        );
-        let body: Value = serde_json::from_slice(&self.body).expect("a JSON body");
-        assert_eq!(body["error"], code, "{body}");
-        assert!(
-            body["message"].as_str().is_some_and(|m| !m.is_empty()),
-            "{body}"
-        );
-    }
-}
-
-/// A plain TCP connection to `app`.
-async fn connect(app: &TestApp) -> TcpStream {
-    TcpStream::connect(app.base.trim_start_matches("http://"))
-        .await
-        .expect("connect")
-}
-
-/// Reads one response (head, then a `Content-Length` body) off `stream`.
-async fn read_response(stream: &mut TcpStream) -> RawResponse {
-    tokio::time::timeout(PATIENCE, async {
-        let mut buffer = Vec::new();
-        let head_end = loop {
-            if let Some(i) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i;
-            }
-            let mut chunk = [0u8; 4096];
-            let n = stream.read(&mut chunk).await.expect("read");
-            assert!(n > 0, "the connection closed without an answer");
-            buffer.extend_from_slice(&chunk[..n]);
-        };
-        let head = String::from_utf8(buffer[..head_end].to_vec()).expect("a text head");
-        let mut lines = head.split("\r\n");
-        let status = lines
-            .next()
-            .and_then(|line| line.split(' ').nth(1))
-            .and_then(|code| code.parse().ok())
-            .expect("a status line");
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|line| line.split_once(':'))
-            .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
-            .collect();
-        let length: usize = headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-            .map_or(0, |(_, v)| v.parse().expect("a length"));
-        let mut body = buffer[head_end + 4..].to_vec();
-        while body.len() < length {
-            let mut chunk = [0u8; 4096];
-            let n = stream.read(&mut chunk).await.expect("read");
-            assert!(n > 0, "the connection closed inside the body");
-            body.extend_from_slice(&chunk[..n]);
-        }
-        RawResponse {
-            status,
-            headers,
-            body,
-        }
-    })
-    .await
-    .expect("an answer in time")
-}
-
-/// Asserts the server closes `stream` (after anything it still had to send).
-async fn assert_closed(stream: &mut TcpStream) {
-    let mut rest = Vec::new();
-    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut rest))
-        .await
-        .expect("the server closes the connection")
-        .ok();
-}
 
 #[tokio::test]
 async fn a_body_that_never_arrives_gets_408_request_timeout() {

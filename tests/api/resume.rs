@@ -6,32 +6,9 @@ use serde_json::{Value, json};
 use sse_ticket::clock::ManualClock;
 
 use crate::helpers::{
-    SseStream, TestApp, assert_error, fresh_database_url, spawn_app, spawn_app_with,
+    SseStream, assert_error, fresh_database_url, resume, spawn_app, spawn_app_with,
     spawn_config_with_clock, test_config,
 };
-
-/// Opens a stream for `sub` on `topics` resuming after `last_event_id`, and
-/// reads through `ready`.
-pub(crate) async fn resume(
-    app: &TestApp,
-    sub: &str,
-    topics: &[&str],
-    last_event_id: &str,
-) -> SseStream {
-    let ticket = app.ticket(&app.token(sub, topics, &[]), topics).await;
-    let response = app
-        .client
-        .get(app.url("/stream"))
-        .query(&[("token", ticket.as_str()), ("lastEventId", last_event_id)])
-        .send()
-        .await
-        .expect("GET /stream");
-    assert_eq!(response.status(), 200);
-    let mut stream = SseStream::new(response);
-    stream.next_frame().await; // retry
-    assert_eq!(stream.next_frame().await.event.as_deref(), Some("ready"));
-    stream
-}
 
 #[tokio::test]
 async fn a_resumed_stream_replays_what_it_missed_then_continues_live() {

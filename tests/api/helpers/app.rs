@@ -1,21 +1,16 @@
-//! One way to start the server and talk to it, shared by every test.
+//! The server in-process: its test configuration and database, `spawn_app`,
+//! and `TestApp`, which mints tokens and drives the endpoints.
 
 use std::time::Duration;
 
 use chrono::TimeDelta;
-use futures_util::StreamExt as _;
 use secrecy::SecretString;
 use serde_json::Value;
 use sse_ticket::auth::{KeySource, MintRequest, Permissions, Subject, TopicPattern, mint};
 use sse_ticket::clock::{Clock as _, ManualClock};
-use sse_ticket::config::RedisSettings;
 use sse_ticket::{Config, Stopper};
 
-/// Longest any test waits for something that should happen.
-pub const PATIENCE: Duration = Duration::from_secs(10);
-
-/// The HMAC secret of test servers.
-pub const SECRET: &str = "test-secret-that-is-long-enough-for-hs256!";
+use super::{PATIENCE, SECRET, SseStream, redis_settings, root_certificate, test_redis_url};
 
 /// A running server and what a test needs to drive it.
 pub struct TestApp {
@@ -82,22 +77,6 @@ pub fn test_config(database_url: &str) -> Config {
     config.database_url = database_url.to_owned();
     config.redis = test_redis_url().map(|url| redis_settings(&url));
     config
-}
-
-/// The Redis the suite runs against, if any.
-pub fn test_redis_url() -> Option<String> {
-    std::env::var("SSE_TICKET_TEST_REDIS_URL")
-        .ok()
-        .filter(|url| !url.is_empty())
-}
-
-/// Redis at `url` under a fresh prefix: instances given the same settings
-/// share tickets and fan-out, and no other test sees them.
-pub fn redis_settings(url: &str) -> RedisSettings {
-    RedisSettings {
-        url: url.into(),
-        prefix: format!("test-{}:", uuid::Uuid::new_v4().simple()),
-    }
 }
 
 /// Starts a server after `tweak` has adjusted the default test configuration.
@@ -349,342 +328,33 @@ impl TestApp {
     pub fn stopper(&self) -> Stopper {
         self.stopper.clone()
     }
-}
 
-/// Asserts an error response's status, JSON code, and returns its JSON.
-pub async fn assert_error(response: reqwest::Response, status: u16, code: &str) -> Value {
-    assert_eq!(response.status(), status, "status for {code}");
-    let content_type = header(&response, "content-type").to_owned();
-    assert!(
-        content_type.starts_with("application/json"),
-        "JSON error, got {content_type}"
-    );
-    let json: Value = response.json().await.expect("JSON error body");
-    assert_eq!(json["error"], code, "{json}");
-    assert!(
-        json["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "a human message: {json}"
-    );
-    json
-}
-
-/// Asserts a bearer failure: 401, the code, and the `WWW-Authenticate` challenge.
-pub async fn assert_bearer_error(response: reqwest::Response, code: &str) -> Value {
-    let challenge = response
-        .headers()
-        .get("www-authenticate")
-        .and_then(|v| v.to_str().ok())
-        .map(ToOwned::to_owned);
-    assert_eq!(
-        challenge.as_deref(),
-        Some(r#"Bearer error="invalid_token""#),
-        "challenge for {code}"
-    );
-    assert_error(response, 401, code).await
-}
-
-/// One SSE frame as a client parses it.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct Frame {
-    pub comment: Option<String>,
-    pub event: Option<String>,
-    pub id: Option<String>,
-    pub data: Option<String>,
-    pub retry: Option<u64>,
-}
-
-impl Frame {
-    /// The `data` parsed as JSON.
-    pub fn json(&self) -> Value {
-        serde_json::from_str(self.data.as_deref().expect("a data field")).expect("JSON data")
-    }
-}
-
-/// Reads SSE frames off a streaming response, comments included (the
-/// `EventSource` API hides them, but heartbeats are comments).
-pub struct SseStream {
-    body: futures_util::stream::BoxStream<'static, Result<bytes::Bytes, String>>,
-    buffer: String,
-}
-
-impl SseStream {
-    pub fn new(response: reqwest::Response) -> Self {
-        Self::from_chunks(
-            response
-                .bytes_stream()
-                .map(|chunk| chunk.map_err(|e| e.to_string())),
-        )
-    }
-
-    /// Frames from any stream of body chunks (an HTTP/2 stream, for one).
-    pub fn from_chunks(
-        chunks: impl futures_util::Stream<Item = Result<bytes::Bytes, String>> + Send + 'static,
-    ) -> Self {
-        Self {
-            body: chunks.boxed(),
-            buffer: String::new(),
-        }
-    }
-
-    /// The next frame; panics if none comes within [`PATIENCE`] or the stream ends.
-    pub async fn next_frame(&mut self) -> Frame {
-        self.try_next_frame(PATIENCE)
+    /// `POST /admin/revoke` for `sub`, as an admin.
+    pub async fn revoke(&self, sub: &str) -> reqwest::Response {
+        self.client
+            .post(self.url("/admin/revoke"))
+            .bearer_auth(self.admin_token("ops"))
+            .json(&serde_json::json!({ "sub": sub }))
+            .send()
             .await
-            .expect("a frame before the stream ended")
+            .expect("POST /admin/revoke")
     }
+}
 
-    /// The next frame, `None` if the stream ends; panics on a timeout.
-    pub async fn try_next_frame(&mut self, patience: Duration) -> Option<Frame> {
-        tokio::time::timeout(patience, async {
-            loop {
-                if let Some(end) = self.buffer.find("\n\n") {
-                    let raw: String = self.buffer.drain(..end + 2).collect();
-                    return Some(parse_frame(&raw));
-                }
-                match self.body.next().await {
-                    Some(Ok(chunk)) => self
-                        .buffer
-                        .push_str(std::str::from_utf8(&chunk).expect("UTF-8 stream")),
-                    Some(Err(_)) | None => return None,
-                }
-            }
-        })
+/// Opens a stream for `sub` on `topics` resuming after `last_event_id`, and
+/// reads through `ready`.
+pub async fn resume(app: &TestApp, sub: &str, topics: &[&str], last_event_id: &str) -> SseStream {
+    let ticket = app.ticket(&app.token(sub, topics, &[]), topics).await;
+    let response = app
+        .client
+        .get(app.url("/stream"))
+        .query(&[("token", ticket.as_str()), ("lastEventId", last_event_id)])
+        .send()
         .await
-        .expect("a frame or the end of the stream in time")
-    }
-
-    /// The next frame that is not a heartbeat.
-    pub async fn next_event(&mut self) -> Frame {
-        loop {
-            let frame = self.next_frame().await;
-            if frame.comment.is_none() {
-                return frame;
-            }
-        }
-    }
-
-    /// Asserts the stream ends (after any heartbeats) without another event.
-    pub async fn assert_ends(&mut self) {
-        while let Some(frame) = self.try_next_frame(PATIENCE).await {
-            assert!(
-                frame.comment.is_some(),
-                "expected the end of the stream, got {frame:?}"
-            );
-        }
-    }
-}
-
-fn parse_frame(raw: &str) -> Frame {
-    let mut frame = Frame::default();
-    for line in raw.lines() {
-        if let Some(comment) = line.strip_prefix(':') {
-            frame.comment = Some(comment.trim_start().to_owned());
-            continue;
-        }
-        let (field, value) = line
-            .split_once(':')
-            .map_or((line, ""), |(f, v)| (f, v.strip_prefix(' ').unwrap_or(v)));
-        match field {
-            "event" => frame.event = Some(value.to_owned()),
-            "id" => frame.id = Some(value.to_owned()),
-            "retry" => frame.retry = value.parse().ok(),
-            "data" => {
-                let data = frame.data.get_or_insert_with(String::new);
-                if !data.is_empty() {
-                    data.push('\n');
-                }
-                data.push_str(value);
-            }
-            _ => {}
-        }
-    }
-    frame
-}
-
-/// A response header as text ("" when absent).
-pub fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
-    response
-        .headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-}
-
-/// A `redis-server` of the test's own, on a free port, to stop and start.
-pub struct OwnRedis {
-    port: u16,
-    /// With TLS: the directory holding `leaf.pem` and `leaf.key`.
-    tls: Option<std::path::PathBuf>,
-    process: Option<tokio::process::Child>,
-}
-
-impl OwnRedis {
-    /// A plain-TCP server.
-    pub async fn start() -> Self {
-        Self::start_with(None).await
-    }
-
-    /// A TLS-only server presenting `dir/leaf.pem` (see [`tls_certificates`]).
-    pub async fn start_tls(dir: &std::path::Path) -> Self {
-        Self::start_with(Some(dir.to_owned())).await
-    }
-
-    async fn start_with(tls: Option<std::path::PathBuf>) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let mut redis = Self {
-            port,
-            tls,
-            process: None,
-        };
-        redis.restart().await;
-        redis
-    }
-
-    /// Its URL: `redis://127.0.0.1:<port>`, or `rediss://localhost:<port>` with TLS.
-    pub fn url(&self) -> String {
-        match self.tls {
-            None => format!("redis://127.0.0.1:{}", self.port),
-            Some(_) => format!("rediss://localhost:{}", self.port),
-        }
-    }
-
-    /// Starts the server (again) and waits until it accepts connections.
-    pub async fn restart(&mut self) {
-        let port = self.port.to_string();
-        let mut command = tokio::process::Command::new("redis-server");
-        command.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
-        match &self.tls {
-            None => command.args(["--port", &port]),
-            Some(dir) => command
-                .args([
-                    "--port",
-                    "0",
-                    "--tls-port",
-                    &port,
-                    "--tls-auth-clients",
-                    "no",
-                ])
-                .arg("--tls-cert-file")
-                .arg(dir.join("leaf.pem"))
-                .arg("--tls-key-file")
-                .arg(dir.join("leaf.key")),
-        };
-        let process = command
-            .stdout(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("redis-server runs (Debian package redis-server)");
-        self.process = Some(process);
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-            .await
-            .is_err()
-        {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "redis-server listens"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// A plain connection of the test's own.
-    pub async fn connect(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.url())
-            .expect("URL")
-            .get_multiplexed_async_connection()
-            .await
-            .expect("redis-server answers")
-    }
-
-    /// Kills the server.
-    pub async fn stop(&mut self) {
-        if let Some(mut process) = self.process.take() {
-            process.kill().await.expect("stop redis-server");
-        }
-    }
-}
-
-/// Writes a test CA (`ca.pem`) and a certificate it signed for `localhost`
-/// and 127.0.0.1 (`leaf.pem`, `leaf.key`) into `dir`, with the openssl CLI.
-pub fn tls_certificates(dir: &std::path::Path) {
-    let openssl = |args: &[&str]| {
-        let status = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .expect("openssl runs");
-        assert!(status.success(), "openssl {args:?}");
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    openssl(
-        &[
-            &["req", "-x509"][..],
-            &ec,
-            &[
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-days",
-                "1",
-                "-subj",
-                "/CN=sse-ticket test CA",
-            ],
-        ]
-        .concat(),
-    );
-    openssl(
-        &[
-            &["req"][..],
-            &ec,
-            &[
-                "-keyout",
-                "leaf.key",
-                "-out",
-                "leaf.csr",
-                "-subj",
-                "/CN=localhost",
-            ],
-        ]
-        .concat(),
-    );
-    std::fs::write(
-        dir.join("leaf.ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .expect("extensions file");
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "leaf.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "leaf.pem",
-        "-days",
-        "1",
-        "-extfile",
-        "leaf.ext",
-    ]);
-}
-
-/// The PEM certificate at `path`, for a client to trust.
-pub fn root_certificate(path: &std::path::Path) -> reqwest::Certificate {
-    reqwest::Certificate::from_pem(&std::fs::read(path).expect("the certificate file"))
-        .expect("a PEM certificate")
+        .expect("GET /stream");
+    assert_eq!(response.status(), 200);
+    let mut stream = SseStream::new(response);
+    stream.next_frame().await; // retry
+    assert_eq!(stream.next_frame().await.event.as_deref(), Some("ready"));
+    stream
 }

@@ -1,0 +1,147 @@
+//! One service made of instances: tickets, events, revocations, resumes and
+//! caps hold across them.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::spawn_pair;
+use crate::helpers::{assert_error, resume};
+
+#[tokio::test]
+#[ignore = "needs Redis: .ci/run runs it with SSE_TICKET_TEST_REDIS_URL"]
+async fn a_ticket_from_one_instance_redeems_exactly_once_on_either() {
+    let (a, b) = spawn_pair(|_| {}).await;
+    let alice = a.token("alice", &[], &[]);
+
+    let ticket = a.ticket(&alice, &[]).await;
+    let _stream = b.stream(&ticket).await;
+    for app in [&a, &b] {
+        assert_error(app.get_stream(&ticket).await, 401, "invalid_ticket").await;
+    }
+
+    // A race of 60 connects with one ticket, half on each instance.
+    let ticket = b.ticket(&alice, &[]).await;
+    let attempts = (0..60).map(|i| if i % 2 == 0 { &a } else { &b }.get_stream(&ticket));
+    let responses = futures_util::future::join_all(attempts).await;
+    let statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 401).count(),
+        59,
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs Redis: .ci/run runs it with SSE_TICKET_TEST_REDIS_URL"]
+async fn an_event_published_on_one_instance_reaches_streams_on_both() {
+    let (a, b) = spawn_pair(|_| {}).await;
+    let mut on_a = a.subscribe("alice", &["orders/*"]).await;
+    let mut on_b = b.subscribe("bob", &["orders/42"]).await;
+    for (publisher, n) in [(&a, 1), (&b, 2)] {
+        let id = publisher
+            .publish("orders/42", Some("order.paid"), json!({ "n": n }))
+            .await;
+        for stream in [&mut on_a, &mut on_b] {
+            let frame = stream.next_event().await;
+            assert_eq!(frame.id.as_deref(), Some(id.as_str()), "same id everywhere");
+            assert_eq!(frame.event.as_deref(), Some("order.paid"));
+            assert_eq!(frame.json(), json!({ "n": n }));
+        }
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs Redis: .ci/run runs it with SSE_TICKET_TEST_REDIS_URL"]
+async fn a_revocation_on_one_instance_closes_streams_on_the_other() {
+    let (a, b) = spawn_pair(|_| {}).await;
+    let alice = a.token("alice", &["t"], &[]);
+    let ticket = a.ticket(&alice, &["t"]).await;
+    let mut on_a = a.stream(&ticket).await;
+    let mut bystander = a.subscribe("bob", &["t"]).await;
+
+    assert_eq!(b.revoke("alice").await.status(), 200);
+
+    let close = on_a.next_event().await;
+    assert_eq!(close.event.as_deref(), Some("close"));
+    assert_eq!(close.json(), json!({ "reason": "revoked" }));
+    on_a.assert_ends().await;
+    // Instance A refuses the revoked token too, not only B.
+    let refused = a.post_sse_token(Some(&alice), None).await;
+    assert_error(refused, 401, "token_revoked").await;
+    // Others' streams carry on.
+    let id = b.publish("t", None, json!("still here")).await;
+    assert_eq!(
+        bystander.next_event().await.id.as_deref(),
+        Some(id.as_str())
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs Redis: .ci/run runs it with SSE_TICKET_TEST_REDIS_URL"]
+async fn resuming_on_the_other_instance_is_gapless() {
+    const TOTAL: usize = 240;
+    let (a, b) = spawn_pair(|_| {}).await;
+    let (a, b) = (Arc::new(a), Arc::new(b));
+    let mut stream = a.subscribe("alice", &["seq"]).await;
+    let publisher = tokio::spawn({
+        let (a, b) = (a.clone(), b.clone());
+        async move {
+            for n in 0..TOTAL {
+                let app = if n % 2 == 0 { &a } else { &b };
+                app.publish("seq", None, json!(n)).await;
+            }
+        }
+    });
+    let mut received: Vec<usize> = Vec::new();
+    let mut reconnects = 0;
+    while received.len() < TOTAL {
+        let frame = stream.next_event().await;
+        let n: usize = serde_json::from_value(frame.json()).expect("a number");
+        received.push(n);
+        // Every 30 events, reconnect to the other instance and resume.
+        if received.len().is_multiple_of(30) && received.len() < TOTAL {
+            drop(stream);
+            reconnects += 1;
+            let other = if reconnects % 2 == 1 { &b } else { &a };
+            stream = resume(other, "alice", &["seq"], &frame.id.expect("an id")).await;
+        }
+    }
+    publisher.await.expect("publisher");
+    assert!(reconnects >= 7);
+    assert_eq!(
+        received,
+        (0..TOTAL).collect::<Vec<_>>(),
+        "in order, no gap, no duplicate"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs Redis: .ci/run runs it with SSE_TICKET_TEST_REDIS_URL"]
+async fn the_per_subject_cap_holds_across_instances() {
+    let (a, b) = spawn_pair(|c| c.tickets.per_subject = 3).await;
+    let alice = a.token("alice", &[], &[]);
+    a.ticket(&alice, &[]).await;
+    b.ticket(&alice, &[]).await;
+    let third = a.ticket(&alice, &[]).await;
+    for app in [&a, &b] {
+        let refused = app.post_sse_token(Some(&alice), None).await;
+        assert_eq!(refused.headers()["retry-after"], "60");
+        assert_error(refused, 429, "too_many_tickets").await;
+    }
+    // Others are unaffected; redeeming on B frees a place on A.
+    b.ticket(&b.token("bob", &[], &[]), &[]).await;
+    let _stream = b.stream(&third).await;
+    a.ticket(&alice, &[]).await;
+    assert_error(
+        b.post_sse_token(Some(&alice), None).await,
+        429,
+        "too_many_tickets",
+    )
+    .await;
+}

@@ -1,0 +1,58 @@
+//! Several instances on one Redis and one database, as behind a load
+//! balancer; and what happens when Redis goes away and comes back.
+//!
+//! They need a Redis: `.ci/run` runs them with `SSE_TICKET_TEST_REDIS_URL`
+//! (and Postgres as the shared database); the outage test starts a
+//! `redis-server` of its own.
+
+mod instances;
+mod outage;
+mod trust;
+
+use sse_ticket::Config;
+use sse_ticket::clock::ManualClock;
+
+use crate::helpers::{
+    TestApp, fresh_database_url, redis_settings, spawn_config_with_clock, test_config,
+    test_redis_url,
+};
+
+const NEEDS_REDIS: &str = "set SSE_TICKET_TEST_REDIS_URL to a Redis these tests may write to";
+
+/// Two instances sharing a Redis namespace, a database and a clock.
+async fn spawn_pair_on(redis_url: &str, tweak: impl Fn(&mut Config)) -> (TestApp, TestApp) {
+    let database_url = fresh_database_url().await;
+    let redis = redis_settings(redis_url);
+    let clock = ManualClock::default();
+    let config = || {
+        let mut config = test_config(&database_url);
+        config.redis = Some(redis.clone());
+        tweak(&mut config);
+        config
+    };
+    let a = spawn_config_with_clock(config(), clock.clone()).await;
+    let b = spawn_config_with_clock(config(), clock).await;
+    (a, b)
+}
+
+/// Two instances on the suite's Redis (see [`spawn_pair_on`]).
+async fn spawn_pair(tweak: impl Fn(&mut Config)) -> (TestApp, TestApp) {
+    let url = test_redis_url().expect(NEEDS_REDIS);
+    spawn_pair_on(&url, tweak).await
+}
+
+/// One instance on the shared Redis, and its key prefix.
+async fn spawn_on_redis() -> (TestApp, String, redis::aio::MultiplexedConnection) {
+    let url = test_redis_url().expect(NEEDS_REDIS);
+    let redis = redis_settings(&url);
+    let prefix = redis.prefix.clone();
+    let mut config = test_config(&fresh_database_url().await);
+    config.redis = Some(redis);
+    let app = spawn_config_with_clock(config, ManualClock::default()).await;
+    let connection = redis::Client::open(url)
+        .expect("URL")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis answers");
+    (app, prefix, connection)
+}

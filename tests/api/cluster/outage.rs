@@ -1,0 +1,160 @@
+//! Redis going away and coming back, on a `redis-server` of the test's own.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use super::{NEEDS_REDIS, spawn_pair_on};
+use crate::helpers::{OwnRedis, SseStream, TestApp, assert_error, test_redis_url};
+
+/// Collects the ids of `stream`'s events until one of type `end`.
+fn collect_until_end(mut stream: SseStream) -> tokio::task::JoinHandle<Vec<String>> {
+    tokio::spawn(async move {
+        let mut ids = Vec::new();
+        loop {
+            let frame = stream.next_event().await;
+            if frame.event.as_deref() == Some("end") {
+                return ids;
+            }
+            ids.push(frame.id.expect("an event id"));
+        }
+    })
+}
+
+/// Polls `path` on `app` until it answers `status`.
+async fn wait_for_status(app: &TestApp, path: &str, status: u16) -> Value {
+    let deadline = tokio::time::Instant::now() + crate::helpers::PATIENCE;
+    loop {
+        let response = app.get(path).await;
+        if response.status() == status {
+            return response.json().await.unwrap_or(Value::Null);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{path} never answered {status}"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server: .ci/run runs it with SSE_TICKET_TEST_REDIS_URL"]
+async fn a_redis_outage_answers_503_then_recovers_without_losing_events() {
+    assert!(test_redis_url().is_some(), "{NEEDS_REDIS}");
+    let mut redis = OwnRedis::start().await;
+    let (a, b) = spawn_pair_on(&redis.url(), |_| {}).await;
+    let (a, b) = (Arc::new(a), Arc::new(b));
+    let readers = [
+        collect_until_end(a.subscribe("alice", &["t"]).await),
+        collect_until_end(b.subscribe("bob", &["t"]).await),
+    ];
+
+    // A publisher that never stops trying, on both instances in turn.
+    let (results, mut answered) = mpsc::unbounded_channel::<(u16, Option<String>)>();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let publisher = tokio::spawn({
+        let (a, b, stop) = (a.clone(), b.clone(), stop.clone());
+        async move {
+            let bearer = a.token("publisher", &[], &["*"]);
+            let mut accepted = Vec::new();
+            for n in 0.. {
+                if stop.is_cancelled() {
+                    return accepted;
+                }
+                let app = if n % 2 == 0 { &a } else { &b };
+                let response = app
+                    .post_publish(
+                        Some(&bearer),
+                        &json!({ "topic": "t", "data": n }).to_string(),
+                    )
+                    .await;
+                let status = response.status().as_u16();
+                let id = if status == 200 {
+                    let json: Value = response.json().await.expect("JSON");
+                    let id = json["id"].as_str().expect("id").to_owned();
+                    accepted.push(id.clone());
+                    Some(id)
+                } else {
+                    assert_error(response, 503, "unavailable").await;
+                    None
+                };
+                let _ = results.send((status, id));
+            }
+            accepted
+        }
+    });
+    let mut wait_for = async |status: u16, count: usize| {
+        let mut seen = 0;
+        while seen < count {
+            let (got, _) = answered.recv().await.expect("the publisher runs");
+            if got == status {
+                seen += 1;
+            }
+        }
+    };
+
+    wait_for(200, 20).await;
+    // One instance at a time loses its subscription: while it re-subscribes,
+    // the other's publishes succeed, and its streams must still get them.
+    let mut admin = redis.connect().await;
+    for _ in 0..10 {
+        let clients: String = redis::cmd("CLIENT")
+            .arg(&["LIST", "TYPE", "pubsub"][..])
+            .query_async(&mut admin)
+            .await
+            .expect("CLIENT LIST");
+        let id = clients
+            .split_whitespace()
+            .find_map(|field| field.strip_prefix("id="))
+            .expect("a subscribed instance");
+        let _: () = redis::cmd("CLIENT")
+            .arg(&["KILL", "ID", id][..])
+            .query_async(&mut admin)
+            .await
+            .expect("CLIENT KILL");
+        wait_for(200, 10).await;
+    }
+
+    let held = a.ticket(&a.token("carol", &[], &[]), &[]).await;
+    redis.stop().await;
+    wait_for(503, 20).await;
+    assert_error(b.get_stream(&held).await, 503, "unavailable").await;
+    for app in [&a, &b] {
+        let ready = wait_for_status(app, "/readyz", 503).await;
+        assert_eq!(ready["error"], "unavailable", "{ready}");
+        assert_eq!(ready["backends"]["tickets"], "unavailable", "{ready}");
+        assert_eq!(ready["backends"]["broker"], "unavailable", "{ready}");
+        let bearer = app.token("carol", &[], &[]);
+        assert_error(
+            app.post_sse_token(Some(&bearer), None).await,
+            503,
+            "unavailable",
+        )
+        .await;
+    }
+
+    redis.restart().await;
+    for app in [&a, &b] {
+        wait_for_status(app, "/readyz", 200).await;
+    }
+    wait_for(200, 40).await;
+    // Tickets work again, across instances.
+    let ticket = b.ticket(&b.token("carol", &[], &[]), &[]).await;
+    let _stream = a.stream(&ticket).await;
+
+    stop.cancel();
+    let accepted = publisher.await.expect("the publisher never saw a 500");
+    a.publish("t", Some("end"), Value::Null).await;
+    for reader in readers {
+        let received = reader.await.expect("the stream stayed open throughout");
+        let delivered: Vec<&String> = received.iter().filter(|id| accepted.contains(id)).collect();
+        let missing = accepted.iter().filter(|id| !received.contains(id)).count();
+        assert!(
+            delivered == accepted.iter().collect::<Vec<_>>(),
+            "every event answered 200 arrives, once, in order: {missing} of {} missing, {} received",
+            accepted.len(),
+            delivered.len()
+        );
+    }
+}
