@@ -48,13 +48,14 @@ pub struct MigrateArgs {
 
 /// `sse-ticket migrate`: applies pending migrations and exits.
 pub async fn migrate(args: MigrateArgs) -> ExitCode {
-    match crate::db::Database::open(&args.database.database_url).await {
-        Ok(db) => {
+    let opened = match crate::db::DatabaseUrl::parse(&args.database.database_url) {
+        Ok(url) => crate::db::Database::open(&url).await.map(|db| (db, url)),
+        Err(e) => Err(e),
+    };
+    match opened {
+        Ok((db, url)) => {
             db.close().await;
-            println!(
-                "migrations applied to {}",
-                crate::db::redact_url(&args.database.database_url)
-            );
+            println!("migrations applied to {url}");
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -110,7 +111,7 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
         (KeySource::Secret(secret), true) => Some(secret.clone()),
         _ => None,
     };
-    let server = match crate::run(config).await {
+    let server = match crate::build(config).await {
         Ok(server) => server,
         Err(e) => {
             eprintln!("error: {e}");

@@ -2,8 +2,8 @@
 //! `EventSource` open an authenticated Server-Sent Events stream without a
 //! long-lived token in the URL, and the small real-time hub around them.
 //!
-//! [`run`] builds the whole service from a [`Config`]; the binary and the
-//! tests both start it that way.
+//! [`build`] builds the whole service from a [`Config`], and [`Server::run`]
+//! serves it until stopped; the binary and the tests both start it that way.
 
 pub mod audit;
 pub mod auth;
@@ -34,11 +34,11 @@ pub use server::{STREAM_RETRY, Server, StartError, Stopper};
 use clock::{SharedClock, SystemClock};
 
 /// Builds the service on the wall clock; await [`Server::run`] to serve.
-pub async fn run(config: Config) -> Result<Server, StartError> {
-    run_with_clock(config, Arc::new(SystemClock)).await
+pub async fn build(config: Config) -> Result<Server, StartError> {
+    build_with_clock(config, Arc::new(SystemClock)).await
 }
 
 /// Builds the service with an injected clock (tests move time instead of sleeping).
-pub async fn run_with_clock(config: Config, clock: SharedClock) -> Result<Server, StartError> {
-    Server::start(config, clock).await
+pub async fn build_with_clock(config: Config, clock: SharedClock) -> Result<Server, StartError> {
+    Server::build(config, clock).await
 }

@@ -16,8 +16,10 @@ const SECRET: &str = "smoke-secret-that-is-long-enough-for-hs256!";
 async fn start_server(dir: &tempfile::TempDir) -> String {
     let mut config = Config::new(KeySource::Secret(SECRET.into()));
     config.bind = "127.0.0.1:0".into();
-    config.database_url = format!("sqlite://{}", dir.path().join("smoke.db").display());
-    let server = sse_ticket::run(config).await.expect("the server starts");
+    config.database_url = format!("sqlite://{}", dir.path().join("smoke.db").display())
+        .parse()
+        .expect("a database URL");
+    let server = sse_ticket::build(config).await.expect("the server starts");
     let base = format!("http://{}", server.local_addr());
     tokio::spawn(server.run());
     base

@@ -9,6 +9,7 @@ use secrecy::SecretString;
 
 use super::{ConfigError, DEV_TLS_DIR, RedisSettings, ServeArgs, TlsSetting};
 use crate::auth::KeySource;
+use crate::db::DatabaseUrl;
 
 /// Longest retention accepted (ten years).
 const MAX_RETENTION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
@@ -23,19 +24,14 @@ pub(super) fn positive_long(name: &'static str, value: Duration) -> Result<Durat
     Ok(value)
 }
 
-pub(super) fn database_url(url: String) -> Result<String, ConfigError> {
-    let known = ["sqlite:", "postgres://", "postgresql://"];
-    if known.iter().any(|scheme| url.starts_with(scheme)) {
-        Ok(url)
-    } else {
-        Err(ConfigError::Invalid {
-            name: "SSE_TICKET_DATABASE_URL",
-            problem: format!(
-                "must start with sqlite: or postgres:// (got {})",
-                crate::db::redact_url(&url)
-            ),
-        })
-    }
+pub(super) fn database_url(url: &str) -> Result<DatabaseUrl, ConfigError> {
+    DatabaseUrl::parse(url).map_err(|_| ConfigError::Invalid {
+        name: "SSE_TICKET_DATABASE_URL",
+        problem: format!(
+            "must start with sqlite: or postgres:// (got {})",
+            crate::db::redact_url(url)
+        ),
+    })
 }
 
 pub(super) fn tls_setting(

@@ -10,6 +10,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use crate::auth::{KeySource, VerifierSettings};
+use crate::db::DatabaseUrl;
 use crate::ticket::StoreLimits;
 
 pub use args::{DatabaseArgs, ServeArgs, defaults};
@@ -161,7 +162,7 @@ pub struct Config {
     /// Origins allowed cross-origin (`*` for any).
     pub cors_origins: Vec<String>,
     /// Durable store URL.
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
     /// History and audit retention.
     pub retention: Retention,
     /// Redis, when tickets and fan-out are shared by several instances.
@@ -191,7 +192,7 @@ impl Config {
             heartbeat: defaults::HEARTBEAT,
             streams: StreamLimits::default(),
             cors_origins: Vec::new(),
-            database_url: DEFAULT_DATABASE_URL.into(),
+            database_url: DatabaseUrl::default(),
             retention: Retention::default(),
             redis: None,
             tls: None,
@@ -263,7 +264,7 @@ impl Config {
                 .filter(|o| !o.is_empty())
                 .map(origin)
                 .collect::<Result<_, _>>()?,
-            database_url: database_url(args.database.database_url)?,
+            database_url: database_url(&args.database.database_url)?,
             retention: Retention {
                 history_ttl: positive_long("SSE_TICKET_HISTORY_TTL", args.history_ttl.into())?,
                 history_max_per_topic: args.history_max_per_topic,

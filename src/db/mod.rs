@@ -8,6 +8,7 @@ mod audit;
 mod batch;
 mod events;
 mod revocations;
+mod url;
 
 use std::str::FromStr as _;
 use std::time::Duration;
@@ -20,6 +21,7 @@ pub use audit::{AuditAction, AuditQuery, AuditRecord, minute_of};
 pub use batch::{BatchError, BatchWriter};
 pub use events::{Replay, ReplayBudget, StoredEvent};
 pub use revocations::Revocation;
+pub use url::{DatabaseUrl, redact_url};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -95,15 +97,10 @@ pub struct Database {
 impl Database {
     /// Connects to `url` (`sqlite://path`, created if missing; `sqlite::memory:`;
     /// or `postgres://…`). Does not migrate.
-    pub async fn connect(url: &str) -> Result<Self, DbError> {
+    pub async fn connect(url: &DatabaseUrl) -> Result<Self, DbError> {
         sqlx::any::install_default_drivers();
-        let backend = if url.starts_with("sqlite:") {
-            Backend::Sqlite
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Backend::Postgres
-        } else {
-            return Err(DbError::Scheme(redact_url(url)));
-        };
+        let backend = url.backend();
+        let url = url.expose();
         let url = match backend {
             Backend::Sqlite if !url.contains("mode=") && !url.contains(":memory:") => {
                 let separator = if url.contains('?') { '&' } else { '?' };
@@ -137,7 +134,7 @@ impl Database {
     }
 
     /// Connects and applies the migrations.
-    pub async fn open(url: &str) -> Result<Self, DbError> {
+    pub async fn open(url: &DatabaseUrl) -> Result<Self, DbError> {
         let db = Self::connect(url).await?;
         db.migrate().await?;
         Ok(db)
@@ -256,17 +253,6 @@ pub(crate) fn from_millis(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
-/// A database URL fit for a log line: the password replaced.
-pub fn redact_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("[redacted]"));
-            parsed.to_string()
-        }
-        _ => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use sqlx::Row as _;
@@ -282,6 +268,7 @@ mod tests {
             eprintln!("skipped: set SSE_TICKET_TEST_POSTGRES_URL to run it against Postgres");
             return;
         };
+        let url = DatabaseUrl::parse(&url).expect("a Postgres URL");
         let db = Database::connect(&url).await.expect("Postgres");
         let row = sqlx::query("SHOW statement_timeout")
             .fetch_one(db.pool())

@@ -96,7 +96,7 @@ impl Stopper {
 
 impl Server {
     /// Builds and binds the service; it serves once [`Server::run`] is awaited.
-    pub async fn start(config: Config, clock: SharedClock) -> Result<Self, StartError> {
+    pub async fn build(config: Config, clock: SharedClock) -> Result<Self, StartError> {
         let verifier = Verifier::new(&config.keys, config.verifier.clone(), clock.clone())?;
         // Before anything else is opened: a bad certificate stops start-up at once.
         let tls = match &config.tls {

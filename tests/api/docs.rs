@@ -11,8 +11,8 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt as _, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
-use crate::cli::{output, serve, sse_ticket};
 use crate::helpers::PATIENCE;
+use crate::helpers::{output, serve, sse_ticket};
 
 /// The address every command of the walkthrough is written against.
 const README_BASE: &str = "http://127.0.0.1:8080";

@@ -144,7 +144,7 @@ async fn readyz_names_the_database_when_it_stops_answering() {
     let relay = Relay::start(upstream).await;
     let mut relayed = direct.clone();
     relayed.set_port(Some(relay.port)).expect("port");
-    let relayed = relayed.to_string();
+    let relayed = relayed.as_str().parse().expect("a database URL");
     let app = crate::helpers::spawn_app_with(|c| c.database_url = relayed).await;
     assert_eq!(app.get("/readyz").await.status(), 200);
 

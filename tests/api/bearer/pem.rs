@@ -95,7 +95,7 @@ async fn an_hmac_token_keyed_with_the_rsa_public_key_is_refused() {
 async fn start_error(path: PathBuf) -> StartError {
     let mut config = Config::new(KeySource::PublicKeyPem(path.clone()));
     config.bind = "127.0.0.1:0".into();
-    match sse_ticket::run(config).await {
+    match sse_ticket::build(config).await {
         Ok(server) => panic!(
             "the server started with {} at {}",
             path.display(),

@@ -74,7 +74,7 @@ pub async fn spawn_app() -> TestApp {
 pub fn test_config(database_url: &str) -> Config {
     let mut config = Config::new(KeySource::Secret(SECRET.into()));
     config.bind = "127.0.0.1:0".into();
-    config.database_url = database_url.to_owned();
+    config.database_url = database_url.parse().expect("a database URL");
     config.redis = test_redis_url().map(|url| redis_settings(&url));
     config
 }
@@ -94,15 +94,15 @@ pub async fn spawn_config(config: Config) -> TestApp {
 /// Starts a server with exactly `config` on `clock` (to restart on the same time line).
 pub async fn spawn_config_with_clock(mut config: Config, clock: ManualClock) -> TestApp {
     // Never the working directory's database.
-    if config.database_url == sse_ticket::config::DEFAULT_DATABASE_URL {
-        config.database_url = fresh_database_url().await;
+    if config.database_url == sse_ticket::db::DatabaseUrl::default() {
+        config.database_url = fresh_database_url().await.parse().expect("a database URL");
     }
     let secret = match &config.keys {
         KeySource::Secret(secret) => secret.clone(),
         _ => SECRET.into(),
     };
-    let database_url = config.database_url.clone();
-    let server = sse_ticket::run_with_clock(config, std::sync::Arc::new(clock.clone()))
+    let database_url = config.database_url.expose().to_owned();
+    let server = sse_ticket::build_with_clock(config, std::sync::Arc::new(clock.clone()))
         .await
         .expect("the server starts");
     let base = format!("{}://{}", server.scheme(), server.local_addr());
