@@ -36,6 +36,7 @@ fn grant(sub: &Subject) -> Grant {
         bearer_exp: Utc::now() + TimeDelta::hours(1),
         bearer_iat: None,
         bearer_jti: None,
+        client_ip: None,
     }
 }
 

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod backoff;
 pub mod broker;
 pub mod cli;
+pub mod client_ip;
 pub mod clock;
 pub mod config;
 pub mod db;

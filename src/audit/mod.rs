@@ -32,10 +32,18 @@ pub const MAX_REJECTION_ROWS: usize = 4096;
 /// Who made a request, as the audit trail records it.
 #[derive(Debug, Clone, Default)]
 pub struct Client {
-    /// The peer's address.
+    /// The client's address: the peer, or the address a trusted proxy
+    /// forwarded (see [`crate::client_ip::client_ip`]).
     pub ip: Option<String>,
     /// Its `User-Agent`.
     pub user_agent: Option<String>,
+}
+
+impl Client {
+    /// The client's address, parsed.
+    pub fn ip_addr(&self) -> Option<std::net::IpAddr> {
+        self.ip.as_deref().and_then(|ip| ip.parse().ok())
+    }
 }
 
 /// A short, one-way fingerprint of a presented ticket: 16 hex characters of

@@ -40,6 +40,8 @@ pub mod defaults {
     pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
     /// `SSE_TICKET_AUDIT_TTL`.
     pub const AUDIT_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+    /// `SSE_TICKET_BIND_TICKET_TO_IP`: tickets are redeemable from anywhere.
+    pub const BIND_TICKET_TO_IP: crate::client_ip::IpBinding = crate::client_ip::IpBinding::Off;
 }
 
 /// The durable store's flag, shared by `serve` and `migrate`.
@@ -153,6 +155,14 @@ pub struct ServeArgs {
     /// How long audit rows are kept (`30d`).
     #[arg(long, env = "SSE_TICKET_AUDIT_TTL", default_value_t = defaults::AUDIT_TTL.into())]
     pub audit_ttl: humantime::Duration,
+
+    /// Comma-separated CIDRs (or addresses) of proxies whose `Forwarded` / `X-Forwarded-For` name the client.
+    #[arg(long, env = "SSE_TICKET_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+
+    /// Redeem a ticket only from the client IP that requested it: `off`, `exact`, or `prefix` (same /24 or /64).
+    #[arg(long, env = "SSE_TICKET_BIND_TICKET_TO_IP", value_enum, default_value_t = defaults::BIND_TICKET_TO_IP)]
+    pub bind_ticket_to_ip: crate::client_ip::IpBinding,
 
     /// Log format.
     #[arg(long, env = "SSE_TICKET_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]

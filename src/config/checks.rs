@@ -9,6 +9,7 @@ use secrecy::SecretString;
 
 use super::{ConfigError, DEV_TLS_DIR, RedisSettings, ServeArgs, TlsSetting};
 use crate::auth::KeySource;
+use crate::client_ip::TrustedProxies;
 use crate::db::DatabaseUrl;
 
 /// Longest retention accepted (ten years).
@@ -197,4 +198,11 @@ pub(super) fn origin(raw: &str) -> Result<String, ConfigError> {
         return Err(invalid());
     }
     Ok(url.origin().ascii_serialization())
+}
+
+pub(super) fn trusted_proxies(raw: &[String]) -> Result<TrustedProxies, ConfigError> {
+    TrustedProxies::parse(raw.iter().map(String::as_str)).map_err(|problem| ConfigError::Invalid {
+        name: "SSE_TICKET_TRUSTED_PROXIES",
+        problem,
+    })
 }

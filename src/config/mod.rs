@@ -10,6 +10,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use crate::auth::{KeySource, VerifierSettings};
+use crate::client_ip::{IpBinding, TrustedProxies};
 use crate::db::DatabaseUrl;
 use crate::ticket::StoreLimits;
 
@@ -17,6 +18,7 @@ pub use args::{DatabaseArgs, ServeArgs, defaults};
 pub use checks::{MIN_SECRET_BYTES, dev_secret};
 use checks::{
     database_url, dev_bind, key_source, origin, positive_long, redis_settings, tls_setting,
+    trusted_proxies,
 };
 
 /// Longest ticket lifetime or heartbeat interval accepted.
@@ -171,6 +173,10 @@ pub struct Config {
     pub tls: Option<TlsSetting>,
     /// Longest time a request's headers, and then its body, may take to arrive.
     pub request_timeout: Duration,
+    /// Proxies whose forwarding headers name the client.
+    pub trusted_proxies: TrustedProxies,
+    /// Whether a ticket is redeemable only from the client IP that requested it.
+    pub bind_ticket_to_ip: IpBinding,
     /// Log format.
     pub log_format: LogFormat,
     /// Whether `--dev` was given (the secret in `keys` was generated or given).
@@ -197,6 +203,8 @@ impl Config {
             redis: None,
             tls: None,
             request_timeout: defaults::REQUEST_TIMEOUT,
+            trusted_proxies: TrustedProxies::default(),
+            bind_ticket_to_ip: defaults::BIND_TICKET_TO_IP,
             log_format: LogFormat::Pretty,
             dev: false,
         }
@@ -273,6 +281,8 @@ impl Config {
             redis: redis_settings(args.redis_url, args.redis_prefix)?,
             tls: tls_setting(args.tls_cert, args.tls_key, args.tls, args.dev)?,
             request_timeout: positive("SSE_TICKET_REQUEST_TIMEOUT", args.request_timeout.into())?,
+            trusted_proxies: trusted_proxies(&args.trusted_proxies)?,
+            bind_ticket_to_ip: args.bind_ticket_to_ip,
             log_format: args.log_format,
             dev: args.dev,
         })

@@ -9,6 +9,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::web::Data;
 
+use super::bearer::client_ip;
 use crate::hub::Hub;
 use crate::metrics::RequestLabels;
 use crate::telemetry::{redact, redact_query};
@@ -47,6 +48,11 @@ pub async fn access_log(
             let uri = format!("{}?{}", request.path(), redact_query(query));
             redact(&uri).into_owned()
         };
+        // The same client IP as the audit trail's; the peer is the last hop
+        // (a trusted proxy, or the client itself).
+        let client = client_ip(request)
+            .map(|ip| ip.to_string())
+            .unwrap_or_default();
         let peer = request
             .peer_addr()
             .map(|a| a.ip().to_string())
@@ -57,6 +63,7 @@ pub async fn access_log(
             %uri,
             status,
             micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            %client,
             %peer,
             "request"
         );

@@ -1,6 +1,7 @@
 //! The `Authorization: Bearer` extractor: yields verified [`Claims`].
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 
 use actix_web::http::header;
@@ -83,8 +84,8 @@ impl FromRequest for Admin {
     }
 }
 
-/// Who sent the request, for the audit trail: the peer address (not a
-/// forwarded header, which a client could forge) and the `User-Agent`.
+/// Who sent the request, for the audit trail and the binding of tickets: the
+/// client IP by [`client_ip`] and the `User-Agent`.
 #[derive(Debug)]
 pub(crate) struct ClientInfo(pub(crate) Client);
 
@@ -99,10 +100,36 @@ impl FromRequest for ClientInfo {
             .and_then(|v| v.to_str().ok())
             .map(|ua| ua.chars().take(MAX_USER_AGENT).collect());
         std::future::ready(Ok(ClientInfo(Client {
-            ip: req.peer_addr().map(|a| a.ip().to_string()),
+            ip: client_ip(req).map(|ip| ip.to_string()),
             user_agent,
         })))
     }
+}
+
+/// The client's address: the peer, or from a trusted proxy the address its
+/// `Forwarded` / `X-Forwarded-For` name (one rule for the audit trail, the
+/// access log and the binding of tickets: [`crate::client_ip::client_ip`]).
+pub(crate) fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
+    let peer = req.peer_addr()?.ip();
+    let Some(hub) = req.app_data::<web::Data<Hub>>() else {
+        return Some(peer);
+    };
+    let trusted = hub.trusted_proxies();
+    if trusted.is_empty() {
+        return Some(peer);
+    }
+    let values = |name| {
+        req.headers()
+            .get_all(name)
+            // A value that is not text names no address: the walk stops there.
+            .map(|value| value.to_str().unwrap_or("unknown"))
+    };
+    Some(crate::client_ip::client_ip(
+        peer,
+        trusted,
+        values(header::FORWARDED),
+        values(header::X_FORWARDED_FOR),
+    ))
 }
 
 /// Longest `User-Agent` kept in the audit trail.

@@ -3,6 +3,7 @@
 
 use crate::audit::Client;
 use crate::auth::{AuthError, Claims, TopicPattern};
+use crate::client_ip::IpBinding;
 use crate::db::AuditAction;
 use crate::ticket::{Grant, IssueError, Ticket};
 
@@ -70,6 +71,10 @@ impl Hub {
             bearer_exp: claims.exp,
             bearer_iat: claims.iat,
             bearer_jti: claims.jti.clone(),
+            client_ip: match self.ip_binding {
+                IpBinding::Off => None,
+                IpBinding::Exact | IpBinding::Prefix => client.ip_addr(),
+            },
         };
         let ticket = self.tickets.issue(grant, self.clock.now()).await?;
         self.metrics.tickets_issued.inc();

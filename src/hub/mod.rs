@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::audit::{AuditLog, Client, entry, fingerprint};
 use crate::auth::Verifier;
 use crate::broker::Broker;
+use crate::client_ip::{IpBinding, TrustedProxies};
 use crate::clock::SharedClock;
 use crate::db::{AuditAction, AuditRecord, BatchWriter, Database, StoredEvent};
 use crate::metrics::Metrics;
@@ -64,6 +65,10 @@ pub struct Hub {
     pub(crate) audit: AuditLog,
     /// The tokens of `serve --dev`, for the demo page; `None` otherwise.
     pub(crate) dev_tokens: Option<crate::dev::DevTokens>,
+    /// Proxies whose forwarding headers name the client.
+    pub(crate) trusted_proxies: TrustedProxies,
+    /// Whether tickets are redeemable only from the IP that requested them.
+    pub(crate) ip_binding: IpBinding,
 }
 
 impl std::fmt::Debug for Hub {
@@ -95,6 +100,10 @@ impl Hub {
     /// Stream settings.
     pub fn stream_settings(&self) -> StreamSettings {
         self.streams
+    }
+    /// Proxies whose `Forwarded` / `X-Forwarded-For` name the client.
+    pub fn trusted_proxies(&self) -> &TrustedProxies {
+        &self.trusted_proxies
     }
     /// Cancelled when the service shuts down.
     pub fn shutdown(&self) -> &CancellationToken {

@@ -101,6 +101,15 @@ impl Hub {
             Err(RedeemError::Expired) => return Err(reject("expired")),
             Err(unavailable) => return Err(OpenStreamError::Tickets(unavailable)),
         };
+        // Spent already: a ticket presented from elsewhere is not tried twice.
+        if let Some(bound) = ticket.client_ip() {
+            let admitted = client
+                .ip_addr()
+                .is_some_and(|presented| self.ip_binding.admits(bound, presented));
+            if !admitted {
+                return Err(reject("client_mismatch"));
+            }
+        }
         // Listed before the revocation check: a revocation that lands after
         // the check finds the stream and closes it.
         let registration = match self

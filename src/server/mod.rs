@@ -173,6 +173,8 @@ impl Server {
             dev_tokens,
             db,
             history,
+            trusted_proxies: config.trusted_proxies.clone(),
+            ip_binding: config.bind_ticket_to_ip,
         });
         spawn_key_warm_up(hub.clone(), shutdown.clone());
         if let Some(notices) = hub.broker.notices() {

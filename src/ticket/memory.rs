@@ -205,6 +205,7 @@ mod tests {
             bearer_exp: Utc::now() + TimeDelta::hours(1),
             bearer_iat: None,
             bearer_jti: None,
+            client_ip: None,
         }
     }
 

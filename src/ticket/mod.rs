@@ -7,6 +7,7 @@ mod redis_store;
 mod sweeper;
 
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -73,6 +74,8 @@ pub struct Grant {
     pub bearer_iat: Option<DateTime<Utc>>,
     /// That bearer token's `jti`, if it has one.
     pub bearer_jti: Option<Arc<str>>,
+    /// The client IP that requested it, when tickets are bound to IPs.
+    pub client_ip: Option<IpAddr>,
 }
 
 /// An issued ticket. Only a [`TicketStore`] makes one.
@@ -84,6 +87,7 @@ pub struct Ticket {
     bearer_exp: DateTime<Utc>,
     bearer_iat: Option<DateTime<Utc>>,
     bearer_jti: Option<Arc<str>>,
+    client_ip: Option<IpAddr>,
     issued_at: DateTime<Utc>,
     expires_at: DateTime<Utc>,
 }
@@ -98,6 +102,7 @@ impl Ticket {
             bearer_exp: grant.bearer_exp,
             bearer_iat: grant.bearer_iat,
             bearer_jti: grant.bearer_jti,
+            client_ip: grant.client_ip,
             issued_at,
             expires_at: issued_at
                 .checked_add_signed(ttl)
@@ -119,6 +124,7 @@ impl Ticket {
             bearer_exp: grant.bearer_exp,
             bearer_iat: grant.bearer_iat,
             bearer_jti: grant.bearer_jti,
+            client_ip: grant.client_ip,
             issued_at,
             expires_at,
         }
@@ -155,6 +161,10 @@ impl Ticket {
     /// The `jti` of the bearer token it was issued under, if any.
     pub fn bearer_jti(&self) -> Option<&str> {
         self.bearer_jti.as_deref()
+    }
+    /// The client IP it is bound to, if it is.
+    pub fn client_ip(&self) -> Option<IpAddr> {
+        self.client_ip
     }
     /// When it was issued.
     pub fn issued_at(&self) -> DateTime<Utc> {

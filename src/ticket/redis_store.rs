@@ -14,6 +14,7 @@
 //! checks both caps and reserves a place touches a single Redis Cluster slot;
 //! ticket keys spread over the cluster.
 
+use std::net::IpAddr;
 use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
@@ -81,6 +82,8 @@ struct Stored {
     bearer_iat: Option<DateTime<Utc>>,
     #[serde(default)]
     bearer_jti: Option<Arc<str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client_ip: Option<IpAddr>,
     #[serde(with = "chrono::serde::ts_milliseconds")]
     issued_at: DateTime<Utc>,
     #[serde(with = "chrono::serde::ts_milliseconds")]
@@ -129,6 +132,7 @@ impl RedisStore {
             bearer_exp: ticket.bearer_exp(),
             bearer_iat: ticket.bearer_iat(),
             bearer_jti: ticket.bearer_jti().map(Into::into),
+            client_ip: ticket.client_ip(),
             issued_at: ticket.issued_at(),
             expires_at: ticket.expires_at(),
         }) {
@@ -275,6 +279,7 @@ impl TicketStore for RedisStore {
             bearer_exp: stored.bearer_exp,
             bearer_iat: stored.bearer_iat,
             bearer_jti: stored.bearer_jti,
+            client_ip: stored.client_ip,
         };
         let ticket = Ticket::restore(id, grant, stored.issued_at, stored.expires_at);
         if ticket.is_expired(now) {
