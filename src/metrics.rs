@@ -21,6 +21,8 @@ pub struct RejectLabels {
     /// - `revoked`: a revocation of its subject covers the bearer token it
     ///   was issued under (`iat` at or before `revoked_at`, or no `iat`), or
     ///   the ticket was issued before that revocation: whenever it was issued;
+    /// - `client_mismatch`: bound to a client IP (`SSE_TICKET_BIND_TICKET_TO_IP`)
+    ///   and presented from another;
     /// - `too_many_streams`: the subject holds
     ///   `SSE_TICKET_MAX_STREAMS_PER_SUBJECT` streams on this instance (429);
     /// - `streams_full`: the instance holds `SSE_TICKET_MAX_STREAMS` streams
