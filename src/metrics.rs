@@ -91,6 +91,8 @@ pub struct Metrics {
     pub streams_refused: Family<StreamRefusalLabels, Counter>,
     /// The most streams this instance holds (`SSE_TICKET_MAX_STREAMS`, resolved).
     pub streams_max: Gauge,
+    /// Revocations by `jti` this instance holds in force.
+    pub jti_revocations: Gauge,
     /// Events accepted by `/publish`.
     pub events_published: Counter,
     /// Events deleted from history by retention.
@@ -158,6 +160,7 @@ impl Metrics {
         let streams_lagging = Counter::default();
         let streams_refused = Family::<StreamRefusalLabels, Counter>::default();
         let streams_max = Gauge::default();
+        let jti_revocations = Gauge::default();
         let events_published = Counter::default();
         let events_delivered = Counter::default();
         let events_pruned = Counter::default();
@@ -215,6 +218,11 @@ impl Metrics {
             "streams_max",
             "The most event streams this instance holds",
             streams_max.clone(),
+        );
+        registry.register(
+            "jti_revocations",
+            "Revocations by jti in force on this instance (each kept until its until, by default SSE_TICKET_JTI_REVOCATION_TTL)",
+            jti_revocations.clone(),
         );
         registry.register(
             "events_published",
@@ -290,6 +298,7 @@ impl Metrics {
             streams_lagging,
             streams_refused,
             streams_max,
+            jti_revocations,
             events_published,
             events_delivered,
             events_pruned,

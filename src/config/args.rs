@@ -40,6 +40,8 @@ pub mod defaults {
     pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
     /// `SSE_TICKET_AUDIT_TTL`.
     pub const AUDIT_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+    /// `SSE_TICKET_JTI_REVOCATION_TTL`.
+    pub const JTI_REVOCATION_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 }
 
 /// The durable store's flag, shared by `serve` and `migrate`.
@@ -153,6 +155,10 @@ pub struct ServeArgs {
     /// How long audit rows are kept (`30d`).
     #[arg(long, env = "SSE_TICKET_AUDIT_TTL", default_value_t = defaults::AUDIT_TTL.into())]
     pub audit_ttl: humantime::Duration,
+
+    /// How long a revocation by `jti` is kept when the request gives no `until` (`30d`).
+    #[arg(long, env = "SSE_TICKET_JTI_REVOCATION_TTL", default_value_t = defaults::JTI_REVOCATION_TTL.into())]
+    pub jti_revocation_ttl: humantime::Duration,
 
     /// Log format.
     #[arg(long, env = "SSE_TICKET_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]

@@ -20,7 +20,7 @@ use sqlx::{AnyPool, Executor as _};
 pub use audit::{AuditAction, AuditQuery, AuditRecord, minute_of};
 pub use batch::{BatchError, BatchWriter};
 pub use events::{Replay, ReplayBudget, StoredEvent};
-pub use revocations::Revocation;
+pub use revocations::{JtiRevocation, Revocation};
 pub use url::{DatabaseUrl, redact_url};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
