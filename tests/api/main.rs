@@ -13,6 +13,7 @@ mod hardening;
 mod hardening_db;
 mod hardening_edge;
 mod helpers;
+mod jti;
 mod openapi;
 mod ops;
 mod publish;
