@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use sse_ticket::clock::{Clock as _, ManualClock};
 
 use crate::helpers::{
-    SECRET, TestApp, assert_bearer_error, assert_error, fresh_database_url, spawn_app,
-    spawn_app_with, spawn_config_with_clock, test_config,
+    SECRET, TestApp, assert_bearer_error, assert_error, fresh_database_url, output, spawn_app,
+    spawn_app_with, spawn_config_with_clock, sse_ticket, test_config,
 };
 
 /// A day-long HS256 token of `sub` with `jti` (none when `None`), allowed to
@@ -169,6 +169,11 @@ async fn revocations_are_listed_with_their_kind_and_a_lift_accepts_the_token_aga
     assert_eq!(list[0]["sub"], "bob");
     assert_eq!(list[1], revoked, "the same entry as the answer");
 
+    assert_bearer_error(
+        app.post_sse_token(Some(&token), None).await,
+        "token_revoked",
+    )
+    .await;
     assert_error(app.lift_jti("sub=alice").await, 400, "invalid_query").await;
     assert_error(app.lift_jti("jti=alice-2").await, 404, "not_found").await;
     let response = app.lift_jti("jti=alice-1").await;
@@ -218,4 +223,29 @@ async fn a_revocation_by_jti_ends_at_its_until() {
     // The next reload forgets it.
     app.advance_until_metric(Duration::from_secs(10), "sse_ticket_jti_revocations", 0.0)
         .await;
+}
+
+#[tokio::test]
+async fn a_jti_revocation_ttl_out_of_range_stops_start_up() {
+    for ttl in ["0s", "11years"] {
+        let args = [
+            "serve",
+            "--dev",
+            "--bind",
+            "127.0.0.1:0",
+            "--jti-revocation-ttl",
+            ttl,
+        ];
+        let mut serve = sse_ticket(&args);
+        serve.env("SSE_TICKET_DATABASE_URL", fresh_database_url().await);
+        let out = output(serve).await;
+        assert!(!out.status.success(), "{ttl} is refused");
+        let stderr = String::from_utf8(out.stderr).expect("UTF-8");
+        assert!(
+            stderr.contains(
+                "SSE_TICKET_JTI_REVOCATION_TTL must be longer than zero and at most 10 years"
+            ),
+            "{stderr}"
+        );
+    }
 }
