@@ -20,7 +20,8 @@ pub struct RejectLabels {
     /// - `expired`: past its lifetime, not yet swept;
     /// - `revoked`: a revocation of its subject covers the bearer token it
     ///   was issued under (`iat` at or before `revoked_at`, or no `iat`), or
-    ///   the ticket was issued before that revocation: whenever it was issued;
+    ///   the ticket was issued before that revocation, or the token's `jti`
+    ///   is revoked: whenever it was issued;
     /// - `too_many_streams`: the subject holds
     ///   `SSE_TICKET_MAX_STREAMS_PER_SUBJECT` streams on this instance (429);
     /// - `streams_full`: the instance holds `SSE_TICKET_MAX_STREAMS` streams
@@ -34,7 +35,7 @@ pub struct CloseLabels {
     /// Why the stream ended:
     /// - `client`: the client went away;
     /// - `token_expired`: the bearer token its ticket was issued under expired;
-    /// - `revoked`: its subject was revoked;
+    /// - `revoked`: its subject, or its token's `jti`, was revoked;
     /// - `lagging`: it fell 256 events behind and was detached;
     /// - `write_timeout`: its client accepted no bytes for
     ///   `SSE_TICKET_WRITE_TIMEOUT` while frames were waiting;
