@@ -20,7 +20,8 @@ pub struct RejectLabels {
     /// - `expired`: past its lifetime, not yet swept;
     /// - `revoked`: a revocation of its subject covers the bearer token it
     ///   was issued under (`iat` at or before `revoked_at`, or no `iat`), or
-    ///   the ticket was issued before that revocation: whenever it was issued;
+    ///   the ticket was issued before that revocation, or the token's `jti`
+    ///   is revoked: whenever it was issued;
     /// - `client_mismatch`: bound to a client IP (`SSE_TICKET_BIND_TICKET_TO_IP`)
     ///   and presented from another;
     /// - `too_many_streams`: the subject holds
@@ -36,7 +37,7 @@ pub struct CloseLabels {
     /// Why the stream ended:
     /// - `client`: the client went away;
     /// - `token_expired`: the bearer token its ticket was issued under expired;
-    /// - `revoked`: its subject was revoked;
+    /// - `revoked`: its subject, or its token's `jti`, was revoked;
     /// - `lagging`: it fell 256 events behind and was detached;
     /// - `write_timeout`: its client accepted no bytes for
     ///   `SSE_TICKET_WRITE_TIMEOUT` while frames were waiting;
@@ -93,6 +94,8 @@ pub struct Metrics {
     pub streams_refused: Family<StreamRefusalLabels, Counter>,
     /// The most streams this instance holds (`SSE_TICKET_MAX_STREAMS`, resolved).
     pub streams_max: Gauge,
+    /// Revocations by `jti` this instance holds in force.
+    pub jti_revocations: Gauge,
     /// Events accepted by `/publish`.
     pub events_published: Counter,
     /// Events deleted from history by retention.
@@ -160,6 +163,7 @@ impl Metrics {
         let streams_lagging = Counter::default();
         let streams_refused = Family::<StreamRefusalLabels, Counter>::default();
         let streams_max = Gauge::default();
+        let jti_revocations = Gauge::default();
         let events_published = Counter::default();
         let events_delivered = Counter::default();
         let events_pruned = Counter::default();
@@ -217,6 +221,11 @@ impl Metrics {
             "streams_max",
             "The most event streams this instance holds",
             streams_max.clone(),
+        );
+        registry.register(
+            "jti_revocations",
+            "Revocations by jti in force on this instance (each kept until its until, by default SSE_TICKET_JTI_REVOCATION_TTL)",
+            jti_revocations.clone(),
         );
         registry.register(
             "events_published",
@@ -292,6 +301,7 @@ impl Metrics {
             streams_lagging,
             streams_refused,
             streams_max,
+            jti_revocations,
             events_published,
             events_delivered,
             events_pruned,

@@ -1,5 +1,8 @@
 //! Revoked subjects (cached from the database for the hot path) and the open
-//! streams of each subject, so a revocation can close them.
+//! streams of each subject, so a revocation can close them. Revocations of
+//! single tokens by `jti` are in [`jti`].
+
+mod jti;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,6 +27,10 @@ pub struct Revocations {
     revoked: DashMap<Subject, Revoked>,
     /// Lifts made since the last replacement, by change number.
     lifted: DashMap<Subject, u64>,
+    /// Tokens revoked by `jti`, in force until a time.
+    jtis: DashMap<Arc<str>, jti::RevokedJti>,
+    /// Lifts by `jti` made since the last replacement, by change number.
+    lifted_jtis: DashMap<Arc<str>, u64>,
     changes: AtomicU64,
 }
 
@@ -103,9 +110,10 @@ impl Revocations {
         self.lifted.insert(sub.clone(), change);
     }
 
-    /// Whether `claims` come from a token its subject's revocation covers.
-    pub fn refuses(&self, claims: &Claims) -> bool {
-        self.covers(&claims.sub, claims.iat)
+    /// Whether `claims` come from a token a revocation covers at `now`:
+    /// its subject's, or its own by `jti`.
+    pub fn refuses(&self, claims: &Claims, now: DateTime<Utc>) -> bool {
+        self.covers(&claims.sub, claims.iat) || self.covers_jti(claims.jti.as_deref(), now)
     }
 
     /// Whether a revocation of `sub` covers a token issued at `iat`: one
@@ -128,6 +136,8 @@ impl Revocations {
 #[derive(Debug)]
 pub struct StreamRegistry {
     by_subject: Arc<DashMap<Subject, HashMap<u64, CancellationToken>>>,
+    /// The same streams, by the `jti` of the token they were opened under.
+    by_jti: Arc<DashMap<Arc<str>, HashMap<u64, CancellationToken>>>,
     next_id: AtomicU64,
     /// Streams listed now, across subjects.
     open: Arc<AtomicUsize>,
@@ -150,10 +160,12 @@ pub enum RegisterError {
 #[derive(Debug)]
 pub struct Registration {
     by_subject: Arc<DashMap<Subject, HashMap<u64, CancellationToken>>>,
+    by_jti: Arc<DashMap<Arc<str>, HashMap<u64, CancellationToken>>>,
     open: Arc<AtomicUsize>,
     sub: Subject,
+    jti: Option<Arc<str>>,
     id: u64,
-    /// Cancelled when the subject is revoked, or with the `parent` given to
+    /// Cancelled when the subject or the token's `jti` is revoked, or with the `parent` given to
     /// [`StreamRegistry::register`] (the server's shutdown).
     pub closed: CancellationToken,
 }
@@ -165,6 +177,12 @@ impl Drop for Registration {
         }
         self.by_subject
             .remove_if(&self.sub, |_, streams| streams.is_empty());
+        if let Some(jti) = &self.jti {
+            if let Some(mut streams) = self.by_jti.get_mut(jti) {
+                streams.remove(&self.id);
+            }
+            self.by_jti.remove_if(jti, |_, streams| streams.is_empty());
+        }
         self.open.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -175,6 +193,7 @@ impl StreamRegistry {
     pub fn new(per_subject: usize, total: usize) -> Self {
         Self {
             by_subject: Arc::default(),
+            by_jti: Arc::default(),
             next_id: AtomicU64::new(0),
             open: Arc::default(),
             per_subject,
@@ -187,12 +206,14 @@ impl StreamRegistry {
         self.total
     }
 
-    /// Lists a new stream of `sub`, closed when `sub` is revoked or when
-    /// `parent` is cancelled: one future for the stream to wait on. Refused
-    /// when the subject or the instance holds its maximum.
+    /// Lists a new stream of `sub`, opened under a token with `jti` (if it
+    /// has one), closed when `sub` or `jti` is revoked or when `parent` is
+    /// cancelled: one future for the stream to wait on. Refused when the
+    /// subject or the instance holds its maximum.
     pub fn register(
         &self,
         sub: Subject,
+        jti: Option<Arc<str>>,
         parent: &CancellationToken,
     ) -> Result<Registration, RegisterError> {
         self.open
@@ -213,10 +234,18 @@ impl StreamRegistry {
             }
             streams.insert(id, closed.clone());
         }
+        if let Some(jti) = &jti {
+            self.by_jti
+                .entry(jti.clone())
+                .or_default()
+                .insert(id, closed.clone());
+        }
         Ok(Registration {
             by_subject: self.by_subject.clone(),
+            by_jti: self.by_jti.clone(),
             open: self.open.clone(),
             sub,
+            jti,
             id,
             closed,
         })
@@ -225,6 +254,14 @@ impl StreamRegistry {
     /// Closes every open stream of `sub`; returns how many.
     pub fn close_subject(&self, sub: &Subject) -> usize {
         self.by_subject.get(sub).map_or(0, |streams| {
+            streams.values().for_each(CancellationToken::cancel);
+            streams.len()
+        })
+    }
+
+    /// Closes every open stream opened under a token with `jti`; returns how many.
+    pub fn close_jti(&self, jti: &str) -> usize {
+        self.by_jti.get(jti).map_or(0, |streams| {
             streams.values().for_each(CancellationToken::cancel);
             streams.len()
         })
@@ -291,21 +328,23 @@ mod tests {
     fn a_subject_and_the_instance_hold_at_most_their_streams() {
         let registry = StreamRegistry::new(2, 3);
         let parent = CancellationToken::new();
-        let a1 = registry.register(sub("a"), &parent).expect("first");
-        let _a2 = registry.register(sub("a"), &parent).expect("second");
+        let a1 = registry.register(sub("a"), None, &parent).expect("first");
+        let _a2 = registry.register(sub("a"), None, &parent).expect("second");
         assert_eq!(
-            registry.register(sub("a"), &parent).err(),
+            registry.register(sub("a"), None, &parent).err(),
             Some(RegisterError::SubjectFull)
         );
-        let _b1 = registry.register(sub("b"), &parent).expect("b");
+        let _b1 = registry.register(sub("b"), None, &parent).expect("b");
         assert_eq!(
-            registry.register(sub("c"), &parent).err(),
+            registry.register(sub("c"), None, &parent).err(),
             Some(RegisterError::InstanceFull)
         );
         drop(a1);
-        let _c1 = registry.register(sub("c"), &parent).expect("a place freed");
+        let _c1 = registry
+            .register(sub("c"), None, &parent)
+            .expect("a place freed");
         assert_eq!(
-            registry.register(sub("a"), &parent).err(),
+            registry.register(sub("a"), None, &parent).err(),
             Some(RegisterError::InstanceFull)
         );
     }

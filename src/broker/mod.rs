@@ -292,8 +292,9 @@ pub trait Broker: Send + Sync + 'static {
     }
 }
 
-/// A revocation change every instance must apply; `Revoked` and `Lifted` are
-/// sent between instances as JSON (`{"revoked":{"sub":…,"at":<Unix ms>}}`).
+/// A revocation change every instance must apply; all but `Resync` are sent
+/// between instances as JSON (`{"revoked":{"sub":…,"at":<Unix ms>}}`,
+/// `{"revoked_jti":{"jti":…,"until":<Unix ms>}}`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Notice {
@@ -309,6 +310,19 @@ pub enum Notice {
     Lifted {
         /// The subject.
         sub: Subject,
+    },
+    /// The token `jti` is refused until `until`: close its streams.
+    RevokedJti {
+        /// The token's `jti`.
+        jti: Arc<str>,
+        /// Until when.
+        #[serde(with = "chrono::serde::ts_milliseconds")]
+        until: DateTime<Utc>,
+    },
+    /// The revocation of the token `jti` was lifted.
+    LiftedJti {
+        /// The token's `jti`.
+        jti: Arc<str>,
     },
     /// Notices may have been missed: reload revocations from the database.
     /// Local to an instance, never sent.

@@ -218,6 +218,16 @@ mod tests {
         );
         let lifted = serde_json::from_str::<Notice>(r#"{"lifted":{"sub":"alice"}}"#);
         assert_eq!(lifted.expect("lifted"), Notice::Lifted { sub });
+        let jti = Notice::RevokedJti {
+            jti: "t-1".into(),
+            until: at,
+        };
+        let json = serde_json::to_string(&jti).expect("JSON");
+        assert_eq!(
+            json,
+            r#"{"revoked_jti":{"jti":"t-1","until":1795000000123}}"#
+        );
+        assert_eq!(serde_json::from_str::<Notice>(&json).expect("back"), jti);
         assert!(
             serde_json::from_str::<Notice>(r#""resync""#).is_err(),
             "never sent"

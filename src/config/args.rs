@@ -42,6 +42,8 @@ pub mod defaults {
     pub const AUDIT_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
     /// `SSE_TICKET_BIND_TICKET_TO_IP`: tickets are redeemable from anywhere.
     pub const BIND_TICKET_TO_IP: crate::client_ip::IpBinding = crate::client_ip::IpBinding::Off;
+    /// `SSE_TICKET_JTI_REVOCATION_TTL`.
+    pub const JTI_REVOCATION_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 }
 
 /// The durable store's flag, shared by `serve` and `migrate`.
@@ -163,6 +165,10 @@ pub struct ServeArgs {
     /// Redeem a ticket only from the client IP that requested it: `off`, `exact`, or `prefix` (same /24 or /64).
     #[arg(long, env = "SSE_TICKET_BIND_TICKET_TO_IP", value_enum, default_value_t = defaults::BIND_TICKET_TO_IP)]
     pub bind_ticket_to_ip: crate::client_ip::IpBinding,
+
+    /// How long a revocation by `jti` is kept when the request gives no `until` (`30d`).
+    #[arg(long, env = "SSE_TICKET_JTI_REVOCATION_TTL", default_value_t = defaults::JTI_REVOCATION_TTL.into())]
+    pub jti_revocation_ttl: humantime::Duration,
 
     /// Log format.
     #[arg(long, env = "SSE_TICKET_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]

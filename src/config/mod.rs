@@ -167,6 +167,8 @@ pub struct Config {
     pub database_url: DatabaseUrl,
     /// History and audit retention.
     pub retention: Retention,
+    /// How long a revocation by `jti` lasts when the request gives no `until`.
+    pub jti_revocation_ttl: Duration,
     /// Redis, when tickets and fan-out are shared by several instances.
     pub redis: Option<RedisSettings>,
     /// TLS on the listener; plain HTTP when `None`.
@@ -200,6 +202,7 @@ impl Config {
             cors_origins: Vec::new(),
             database_url: DatabaseUrl::default(),
             retention: Retention::default(),
+            jti_revocation_ttl: defaults::JTI_REVOCATION_TTL,
             redis: None,
             tls: None,
             request_timeout: defaults::REQUEST_TIMEOUT,
@@ -278,6 +281,10 @@ impl Config {
                 history_max_per_topic: args.history_max_per_topic,
                 audit_ttl: positive_long("SSE_TICKET_AUDIT_TTL", args.audit_ttl.into())?,
             },
+            jti_revocation_ttl: positive_long(
+                "SSE_TICKET_JTI_REVOCATION_TTL",
+                args.jti_revocation_ttl.into(),
+            )?,
             redis: redis_settings(args.redis_url, args.redis_prefix)?,
             tls: tls_setting(args.tls_cert, args.tls_key, args.tls, args.dev)?,
             request_timeout: positive("SSE_TICKET_REQUEST_TIMEOUT", args.request_timeout.into())?,

@@ -20,7 +20,7 @@ use sqlx::{AnyPool, Executor as _};
 pub use audit::{AuditAction, AuditQuery, AuditRecord, minute_of};
 pub use batch::{BatchError, BatchWriter};
 pub use events::{Replay, ReplayBudget, StoredEvent};
-pub use revocations::Revocation;
+pub use revocations::{JtiRevocation, Revocation};
 pub use url::{DatabaseUrl, redact_url};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -69,12 +69,18 @@ pub(crate) async fn timed<T, E>(operation: impl Future<Output = Result<T, E>>) -
 where
     DbError: From<E>,
 {
-    match tokio::time::timeout(DB_TIMEOUT, operation).await {
-        Ok(done) => Ok(done?),
-        Err(_) => {
+    let done = match tokio::time::timeout(DB_TIMEOUT, operation).await {
+        Ok(done) => done.map_err(DbError::from),
+        Err(_) => Err(DbError::Timeout),
+    };
+    match done {
+        // Waiting for a pooled connection runs out at about the same time
+        // when the database hangs: the same outage, counted the same way.
+        Err(DbError::Timeout | DbError::Query(sqlx::Error::PoolTimedOut)) => {
             TIMEOUTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             Err(DbError::Timeout)
         }
+        other => other,
     }
 }
 

@@ -1,5 +1,7 @@
 //! `/admin`: revocations and the audit trail, for bearers with `sse.admin`.
 
+use std::sync::Arc;
+
 use actix_web::HttpResponse;
 use actix_web::web::{Bytes, Data, Path, Query};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -11,7 +13,7 @@ use super::body;
 use super::error::ApiError;
 use crate::auth::Subject;
 use crate::db::AuditQuery;
-use crate::hub::Hub;
+use crate::hub::{Hub, MAX_JTI_LEN};
 
 /// Rows `GET /admin/audit` returns unless told otherwise, and at most.
 const DEFAULT_AUDIT_LIMIT: u32 = 100;
@@ -21,10 +23,20 @@ fn timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+/// What `POST /admin/revoke` answers when the body names neither or both.
+const EXACTLY_ONE: &str = r#"the body must name exactly one of sub and jti: {"sub": "<subject>"} or {"jti": "<token id>", "until": "<RFC 3339, optional>"}"#;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RevokeRequest {
-    sub: String,
+    sub: Option<String>,
+    jti: Option<String>,
+    until: Option<String>,
+}
+
+/// A `jti` a revocation can name: 1 to [`MAX_JTI_LEN`] bytes.
+fn parse_jti(raw: String) -> Option<Arc<str>> {
+    (!raw.is_empty() && raw.len() <= MAX_JTI_LEN).then(|| raw.into())
 }
 
 pub(crate) async fn revoke(
@@ -33,21 +45,64 @@ pub(crate) async fn revoke(
     ClientInfo(client): ClientInfo,
     raw: Result<Bytes, actix_web::Error>,
 ) -> Result<HttpResponse, ApiError> {
-    let request: RevokeRequest = body::json(raw)?.ok_or_else(|| {
-        ApiError::InvalidBody(r#"the body must be JSON {"sub": "<subject>"}"#.into())
-    })?;
-    let sub =
-        Subject::parse(&request.sub).map_err(|e| ApiError::InvalidBody(format!("sub: {e}")))?;
-    let revoked_at = hub.revoke(&admin, sub.clone(), &client).await?;
-    Ok(HttpResponse::Ok().json(json!({ "sub": sub, "revoked_at": timestamp(revoked_at) })))
+    let request: RevokeRequest =
+        body::json(raw)?.ok_or_else(|| ApiError::InvalidBody(EXACTLY_ONE.into()))?;
+    match (request.sub, request.jti) {
+        (Some(sub), None) => {
+            if request.until.is_some() {
+                return Err(ApiError::InvalidBody(
+                    "until applies to a revocation by jti only; a subject stays revoked until lifted"
+                        .into(),
+                ));
+            }
+            let sub =
+                Subject::parse(&sub).map_err(|e| ApiError::InvalidBody(format!("sub: {e}")))?;
+            let revoked_at = hub.revoke(&admin, sub.clone(), &client).await?;
+            Ok(HttpResponse::Ok().json(sub_entry(sub.as_str(), revoked_at)))
+        }
+        (None, Some(jti)) => {
+            let jti = parse_jti(jti).ok_or_else(|| {
+                ApiError::InvalidBody(format!("jti must be 1 to {MAX_JTI_LEN} bytes"))
+            })?;
+            let until = request
+                .until
+                .map(|raw| DateTime::parse_from_rfc3339(&raw).map(|t| t.with_timezone(&Utc)))
+                .transpose()
+                .map_err(|_| {
+                    ApiError::InvalidBody(
+                        "until must be an RFC 3339 time, e.g. 2026-12-31T00:00:00Z".into(),
+                    )
+                })?;
+            let revoked = hub.revoke_jti(&admin, jti.clone(), until, &client).await?;
+            Ok(HttpResponse::Ok().json(jti_entry(&jti, revoked.revoked_at, revoked.until)))
+        }
+        _ => Err(ApiError::InvalidBody(EXACTLY_ONE.into())),
+    }
+}
+
+fn sub_entry(sub: &str, revoked_at: DateTime<Utc>) -> serde_json::Value {
+    json!({ "kind": "sub", "sub": sub, "revoked_at": timestamp(revoked_at) })
+}
+
+fn jti_entry(jti: &str, revoked_at: DateTime<Utc>, until: DateTime<Utc>) -> serde_json::Value {
+    json!({
+        "kind": "jti",
+        "jti": jti,
+        "until": timestamp(until),
+        "revoked_at": timestamp(revoked_at),
+    })
 }
 
 pub(crate) async fn revocations(hub: Data<Hub>, Admin(_): Admin) -> Result<HttpResponse, ApiError> {
-    let list: Vec<_> = hub
-        .list_revocations()
-        .await?
+    let subjects = hub.list_revocations().await?;
+    let jtis = hub.list_jti_revocations().await?;
+    let list: Vec<_> = subjects
         .into_iter()
-        .map(|r| json!({ "sub": r.sub, "revoked_at": timestamp(r.revoked_at) }))
+        .map(|r| sub_entry(&r.sub, r.revoked_at))
+        .chain(
+            jtis.into_iter()
+                .map(|r| jti_entry(&r.jti, r.revoked_at, r.until)),
+        )
         .collect();
     Ok(HttpResponse::Ok().json(json!({ "revocations": list })))
 }
@@ -61,6 +116,35 @@ pub(crate) async fn lift(
     let sub = Subject::parse(&sub).map_err(|_| ApiError::NotFound)?;
     if hub.lift_revocation(&admin, sub.clone(), &client).await? {
         Ok(HttpResponse::Ok().json(json!({ "sub": sub, "lifted": true })))
+    } else {
+        Err(ApiError::NotFound)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct LiftJtiParams {
+    jti: Option<String>,
+}
+
+pub(crate) async fn lift_jti(
+    hub: Data<Hub>,
+    Admin(admin): Admin,
+    ClientInfo(client): ClientInfo,
+    params: Result<Query<LiftJtiParams>, actix_web::Error>,
+) -> Result<HttpResponse, ApiError> {
+    let missing =
+        || ApiError::InvalidQuery("name the token: DELETE /admin/revoke?jti=<jti>".into());
+    let raw = params
+        .map_err(|_| missing())?
+        .into_inner()
+        .jti
+        .ok_or_else(missing)?;
+    let jti = parse_jti(raw).ok_or(ApiError::NotFound)?;
+    if hub
+        .lift_jti_revocation(&admin, jti.clone(), &client)
+        .await?
+    {
+        Ok(HttpResponse::Ok().json(json!({ "jti": jti, "lifted": true })))
     } else {
         Err(ApiError::NotFound)
     }

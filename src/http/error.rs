@@ -262,7 +262,10 @@ impl From<PublishError> for ApiError {
 
 impl From<RevocationError> for ApiError {
     fn from(e: RevocationError) -> Self {
-        Self::unavailable(&e)
+        match e {
+            RevocationError::UntilPast => Self::InvalidBody(format!("{e}")),
+            RevocationError::Database(_) => Self::unavailable(&e),
+        }
     }
 }
 

@@ -63,7 +63,7 @@ routes! {
     "/openapi.yaml" cors=false { GET => ops::openapi }
     "/docs" cors=false { GET => docs::page }
     "/docs/redoc.standalone.js" cors=false { GET => docs::redoc }
-    "/admin/revoke" cors=false { POST => admin::revoke }
+    "/admin/revoke" cors=false { POST => admin::revoke, DELETE => admin::lift_jti }
     "/admin/revocations" cors=false { GET => admin::revocations }
     "/admin/revoke/{sub}" cors=false { DELETE => admin::lift }
     "/admin/audit" cors=false { GET => admin::audit }

@@ -18,7 +18,7 @@ pub enum BearerError {
     /// The verifier refused it (or could not check it).
     #[error(transparent)]
     Verify(#[from] AuthError),
-    /// A revocation of its subject covers it.
+    /// A revocation of its subject, or of its `jti`, covers it.
     #[error("the bearer token has been revoked")]
     Revoked,
 }
@@ -49,7 +49,7 @@ impl Hub {
     /// Verifies a bearer token and checks it against the revocations.
     pub async fn authenticate(&self, bearer: &str) -> Result<Claims, BearerError> {
         let claims = self.verifier.verify(bearer).await?;
-        if self.revocations.refuses(&claims) {
+        if self.revocations.refuses(&claims, self.clock.now()) {
             return Err(BearerError::Revoked);
         }
         Ok(claims)

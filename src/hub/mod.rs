@@ -34,7 +34,7 @@ pub use crate::broker::{MAX_EVENT_DATA, MAX_EVENT_TYPE_LEN};
 pub use issuing::{BearerError, IssueTicketError, MAX_TOPICS_PER_TICKET};
 pub use opening::{MAX_REPLAY, MAX_REPLAY_BYTES, OpenStreamError, OpenedStream, STREAM_CAP_RETRY};
 pub use publishing::{Publication, PublishError};
-pub use revoking::{REVOCATION_RELOAD, RevocationError};
+pub use revoking::{JtiRevoked, MAX_JTI_LEN, REVOCATION_RELOAD, RevocationError};
 pub(crate) use revoking::{apply_notices, load_revocations, reload_periodically};
 
 /// Stream settings the HTTP layer needs.
@@ -62,6 +62,8 @@ pub struct Hub {
     pub(crate) history: Option<BatchWriter<StoredEvent>>,
     pub(crate) revocations: Revocations,
     pub(crate) streams_by_subject: StreamRegistry,
+    /// How long a revocation by `jti` lasts when no `until` is given.
+    pub(crate) jti_revocation_ttl: Duration,
     pub(crate) audit: AuditLog,
     /// The tokens of `serve --dev`, for the demo page; `None` otherwise.
     pub(crate) dev_tokens: Option<crate::dev::DevTokens>,

@@ -38,7 +38,8 @@ pub struct OpenedStream {
     pub replay: Option<Replay>,
     /// When the subscription went live.
     pub subscribed_at: chrono::DateTime<chrono::Utc>,
-    /// Lists the stream under its subject, so a revocation can close it.
+    /// Lists the stream under its subject and its token's `jti`, so a
+    /// revocation can close it.
     pub registration: Registration,
 }
 
@@ -112,10 +113,11 @@ impl Hub {
         }
         // Listed before the revocation check: a revocation that lands after
         // the check finds the stream and closes it.
-        let registration = match self
-            .streams_by_subject
-            .register(ticket.sub().clone(), &self.shutdown)
-        {
+        let registration = match self.streams_by_subject.register(
+            ticket.sub().clone(),
+            ticket.bearer_jti().map(Into::into),
+            &self.shutdown,
+        ) {
             Ok(registration) => registration,
             Err(full) => {
                 let (cap, reason, error) = match full {
@@ -139,6 +141,9 @@ impl Hub {
         // between the token's check and the ticket's issue.
         if self.revocations.covers(ticket.sub(), ticket.bearer_iat())
             || self.revocations.predates(ticket.sub(), ticket.issued_at())
+            || self
+                .revocations
+                .covers_jti(ticket.bearer_jti(), self.clock.now())
         {
             return Err(reject("revoked"));
         }

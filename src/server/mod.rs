@@ -140,7 +140,10 @@ impl Server {
             shutdown.clone(),
         ));
 
-        let revocations = crate::hub::load_revocations(&db).await?;
+        let revocations = crate::hub::load_revocations(&db, clock.now()).await?;
+        metrics
+            .jti_revocations
+            .set(i64::try_from(revocations.jti_count()).unwrap_or(i64::MAX));
         let streams_by_subject = StreamRegistry::new(
             config.streams.per_subject,
             stream_capacity(config.streams.total),
@@ -170,6 +173,7 @@ impl Server {
             audit,
             revocations,
             streams_by_subject,
+            jti_revocation_ttl: config.jti_revocation_ttl,
             dev_tokens,
             db,
             history,

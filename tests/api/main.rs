@@ -14,6 +14,7 @@ mod hardening_db;
 mod hardening_edge;
 mod helpers;
 mod ip_binding;
+mod jti;
 mod openapi;
 mod ops;
 mod publish;

@@ -147,7 +147,7 @@ async fn cases(app: &TestApp) -> Vec<Case> {
             .send()
     };
     let event = json!({ "topic": "orders/1", "data": 1 }).to_string();
-    vec![
+    let mut cases = vec![
         Case {
             method: "POST",
             path: "/sse-token",
@@ -286,43 +286,33 @@ async fn cases(app: &TestApp) -> Vec<Case> {
             status: 404,
             response: get("/demo/sse-ticket.js").await.expect("demo client"),
         },
-        Case {
-            method: "GET",
-            path: "/healthz",
-            status: 200,
-            response: get("/healthz").await.expect("healthz"),
-        },
-        Case {
-            method: "GET",
-            path: "/readyz",
-            status: 200,
-            response: get("/readyz").await.expect("readyz"),
-        },
-        Case {
-            method: "GET",
-            path: "/metrics",
-            status: 200,
-            response: get("/metrics").await.expect("metrics"),
-        },
-        Case {
-            method: "GET",
-            path: "/openapi.yaml",
-            status: 200,
-            response: get("/openapi.yaml").await.expect("openapi"),
-        },
-        Case {
-            method: "GET",
-            path: "/docs",
-            status: 200,
-            response: get("/docs").await.expect("docs"),
-        },
-        Case {
-            method: "GET",
-            path: "/docs/redoc.standalone.js",
-            status: 200,
-            response: get("/docs/redoc.standalone.js").await.expect("redoc"),
-        },
-    ]
+    ];
+    let revoke = app
+        .client
+        .post(app.url("/admin/revoke"))
+        .bearer_auth(&admin);
+    let revoked = revoke.json(&json!({ "jti": "leaked" })).send().await;
+    assert_eq!(revoked.expect("revoke jti").status(), 200);
+    let lifts = [
+        (200, "DELETE", "/admin/revoke"),
+        (404, "DELETE", "/admin/revoke"),
+    ];
+    let paths = ["/healthz", "/readyz", "/metrics", "/openapi.yaml", "/docs"];
+    let gets = paths.into_iter().chain(["/docs/redoc.standalone.js"]);
+    for (status, method, path) in lifts.into_iter().chain(gets.map(|p| (200, "GET", p))) {
+        let response = match method {
+            "GET" => get(path).await,
+            _ => admin_call(reqwest::Method::DELETE, "/admin/revoke?jti=leaked", &admin).await,
+        };
+        let response = response.expect(path);
+        cases.push(Case {
+            method,
+            path,
+            status,
+            response,
+        });
+    }
+    cases
 }
 
 #[tokio::test]

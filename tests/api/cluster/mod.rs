@@ -6,6 +6,7 @@
 //! `redis-server` of its own.
 
 mod instances;
+mod jti;
 mod outage;
 mod trust;
 
