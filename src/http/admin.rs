@@ -29,8 +29,11 @@ const EXACTLY_ONE: &str = r#"the body must name exactly one of sub and jti: {"su
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RevokeRequest {
+    #[serde(default, deserialize_with = "body::string_not_null")]
     sub: Option<String>,
+    #[serde(default, deserialize_with = "body::string_not_null")]
     jti: Option<String>,
+    #[serde(default, deserialize_with = "body::string_not_null")]
     until: Option<String>,
 }
 

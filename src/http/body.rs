@@ -34,3 +34,11 @@ pub(crate) fn json<T: DeserializeOwned>(
         ApiError::InvalidBody(format!("the body is not valid JSON for this endpoint: {e}"))
     })
 }
+
+/// For a field that may be absent but, when present, is a string: `null` is
+/// refused, as the spec says string (`#[serde(default, deserialize_with = …)]`).
+pub(crate) fn string_not_null<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<String>, D::Error> {
+    <String as serde::Deserialize>::deserialize(d).map(Some)
+}

@@ -263,7 +263,6 @@ impl From<PublishError> for ApiError {
 impl From<RevocationError> for ApiError {
     fn from(e: RevocationError) -> Self {
         match e {
-            RevocationError::UntilPast => Self::InvalidBody(format!("{e}")),
             RevocationError::Database(_) => Self::unavailable(&e),
         }
     }

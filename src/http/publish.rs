@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::bearer::Bearer;
-use super::body;
+use super::body::{self, string_not_null};
 use super::error::ApiError;
 use crate::auth::Topic;
 use crate::broker::EventType;
@@ -24,11 +24,6 @@ struct PublishRequest {
     /// Any JSON value; required (it may be `null`).
     #[serde(default, deserialize_with = "present")]
     data: Option<serde_json::Value>,
-}
-
-/// A field that may be absent but, when present, is a string (not `null`).
-fn string_not_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    String::deserialize(d).map(Some)
 }
 
 /// Distinguishes `"data": null` (present) from a missing `data`.

@@ -27,9 +27,6 @@ pub enum RevocationError {
     /// The database, which holds the revocations, failed.
     #[error("the revocations cannot be read or written")]
     Database(#[from] DbError),
-    /// A revocation by `jti` was asked to end at or before now.
-    #[error("until must be in the future")]
-    UntilPast,
 }
 
 /// Longest `jti` a revocation takes, in bytes (longer ones are no `jti` an
@@ -128,7 +125,13 @@ impl Hub {
     ) -> Result<JtiRevoked, RevocationError> {
         let now = self.clock.now();
         let until = match until {
-            Some(until) if until <= now => return Err(RevocationError::UntilPast),
+            // Over already: there is nothing left for it to refuse.
+            Some(until) if until <= now => {
+                return Ok(JtiRevoked {
+                    revoked_at: now,
+                    until,
+                });
+            }
             Some(until) => until,
             None => now
                 .checked_add_signed(crate::clock::span(self.jti_revocation_ttl))
