@@ -94,20 +94,10 @@ pub struct Ticket {
 
 impl Ticket {
     pub(crate) fn new(grant: Grant, issued_at: DateTime<Utc>, ttl: Duration) -> Self {
-        let ttl = crate::clock::span(ttl);
-        Self {
-            id: TicketId::random(),
-            sub: grant.sub,
-            topics: grant.topics.into(),
-            bearer_exp: grant.bearer_exp,
-            bearer_iat: grant.bearer_iat,
-            bearer_jti: grant.bearer_jti,
-            client_ip: grant.client_ip,
-            issued_at,
-            expires_at: issued_at
-                .checked_add_signed(ttl)
-                .unwrap_or(DateTime::<Utc>::MAX_UTC),
-        }
+        let expires_at = issued_at
+            .checked_add_signed(crate::clock::span(ttl))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        Self::restore(TicketId::random(), grant, issued_at, expires_at)
     }
 
     /// A ticket read back from a shared store.
