@@ -146,6 +146,15 @@ export function fakeBroadcastChannelClass() {
   };
 }
 
+/** The callbacks of connect(), each recording what it is given into `log`, in order. */
+const recordingInto = (log) => ({
+  onEvent: (e) => log.push(['event', e]),
+  onOpen: (info) => log.push(['open', info]),
+  onClose: (info) => log.push(['close', info]),
+  onError: (err) => log.push(['error', err]),
+  onStateChange: (s) => log.push(['state', s]),
+});
+
 /** A connect() wired to fresh fakes; `log` records every callback in order. */
 export function setup(overrides = {}, script = []) {
   const ES = fakeEventSourceClass();
@@ -158,11 +167,7 @@ export function setup(overrides = {}, script = []) {
     getToken: async () => { tokenCalls += 1; return `jwt-${tokenCalls}`; },
     topics: ['orders/*'],
     eventTypes: ['order.updated'],
-    onEvent: (e) => log.push(['event', e]),
-    onOpen: (info) => log.push(['open', info]),
-    onClose: (info) => log.push(['close', info]),
-    onError: (err) => log.push(['error', err]),
-    onStateChange: (s) => log.push(['state', s]),
+    ...recordingInto(log),
     fetch: net.fetch,
     EventSource: ES,
     setTimeout: timers.setTimeout,
@@ -190,11 +195,7 @@ export function browser(script = []) {
       eventTypes: ['order.updated'],
       shareAcrossTabs: true,
       shareKey: 'alice',
-      onEvent: (e) => log.push(['event', e]),
-      onOpen: (info) => log.push(['open', info]),
-      onClose: (info) => log.push(['close', info]),
-      onError: (err) => log.push(['error', err]),
-      onStateChange: (s) => log.push(['state', s]),
+      ...recordingInto(log),
       fetch: net.fetch,
       EventSource: ES,
       setTimeout: timers.setTimeout,
