@@ -34,6 +34,7 @@ cargo build --quiet --bin sse-ticket
 BIN="${CARGO_TARGET_DIR:-target}/debug/sse-ticket"
 BIN="$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")"
 
+CONFIG="$PWD/.ci/schemathesis.toml"
 WORK="$(mktemp -d)"
 SERVER_PID=
 cleanup() {
@@ -63,7 +64,7 @@ done
 TOKEN="$("$BIN" mint --sub schemathesis --subscribe '*' --publish '*' --admin --ttl 1h)"
 
 st() {
-    (cd "$WORK" && timeout 150 "${ST[@]}" run "$BASE/openapi.yaml" \
+    (cd "$WORK" && timeout 150 "${ST[@]}" --config-file "$CONFIG" run "$BASE/openapi.yaml" \
         --header "Authorization: Bearer $TOKEN" \
         --checks all --max-examples "$MAX_EXAMPLES" --workers 2 \
         --generation-database none --no-color "$@")

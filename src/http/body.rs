@@ -7,11 +7,10 @@ use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 
-/// Parses a body read by the `Bytes` extractor; `None` for an empty body.
-pub(crate) fn json<T: DeserializeOwned>(
-    body: Result<Bytes, actix_web::Error>,
-) -> Result<Option<T>, ApiError> {
-    let bytes = body.map_err(|e| match e.as_error::<PayloadError>() {
+/// The outcome of the `Bytes` extractor in the contract's terms: too large,
+/// too slow, or unreadable.
+pub(crate) fn bytes(body: Result<Bytes, actix_web::Error>) -> Result<Bytes, ApiError> {
+    body.map_err(|e| match e.as_error::<PayloadError>() {
         Some(PayloadError::Overflow) => {
             ApiError::PayloadTooLarge(format!("the body is larger than {} bytes", super::MAX_BODY))
         }
@@ -19,12 +18,43 @@ pub(crate) fn json<T: DeserializeOwned>(
             ApiError::RequestTimeout
         }
         _ => ApiError::InvalidBody("the body could not be read".into()),
-    })?;
+    })
+}
+
+/// What a body holds, by its first byte that is not white space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shape {
+    /// Nothing but white space.
+    Empty,
+    /// Something beginning with `{`: a JSON object, or garbage that says it is one.
+    Object,
+    /// Anything else.
+    Other,
+}
+
+/// The [`Shape`] of `bytes`.
+pub(crate) fn shape(bytes: &[u8]) -> Shape {
     match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
-        None => return Ok(None),
+        None => Shape::Empty,
+        Some(b'{') => Shape::Object,
+        Some(_) => Shape::Other,
+    }
+}
+
+/// Parses a body read by the `Bytes` extractor; `None` for an empty body.
+pub(crate) fn json<T: DeserializeOwned>(
+    body: Result<Bytes, actix_web::Error>,
+) -> Result<Option<T>, ApiError> {
+    parse_json(bytes(body)?)
+}
+
+/// Parses a body already read; `None` for an empty body.
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: Bytes) -> Result<Option<T>, ApiError> {
+    match shape(&bytes) {
+        Shape::Empty => return Ok(None),
+        Shape::Object => {}
         // serde would also build a struct from a JSON array; the contract speaks of objects.
-        Some(b'{') => {}
-        Some(_) => {
+        Shape::Other => {
             return Err(ApiError::InvalidBody(
                 "the body must be a JSON object".into(),
             ));

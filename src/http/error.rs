@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, CacheControl, CacheDirective};
-use actix_web::{HttpResponse, ResponseError};
+use actix_web::{HttpResponse, HttpResponseBuilder, ResponseError};
 use serde::Serialize;
 
 use crate::auth::AuthError;
@@ -148,14 +148,26 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
+        let mut response = self.response_head();
+        if self.is_bearer_failure() {
+            response.insert_header((header::WWW_AUTHENTICATE, BEARER_CHALLENGE));
+        }
+        response.json(Body {
+            error: self.code(),
+            message: self.to_string(),
+        })
+    }
+}
+
+impl ApiError {
+    /// The status and headers of the answer, whatever shape its body takes;
+    /// logs the cause of a 503.
+    fn response_head(&self) -> HttpResponseBuilder {
         if let Self::Unavailable(cause) = self {
             tracing::error!(%cause, "answering 503");
         }
         let mut response = HttpResponse::build(self.status_code());
         response.insert_header(CacheControl(vec![CacheDirective::NoStore]));
-        if self.is_bearer_failure() {
-            response.insert_header((header::WWW_AUTHENTICATE, BEARER_CHALLENGE));
-        }
         if let Self::MethodNotAllowed(allowed) = self {
             response.insert_header((header::ALLOW, allowed.join(", ")));
         }
@@ -166,10 +178,109 @@ impl ResponseError for ApiError {
             let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
             response.insert_header((header::RETRY_AFTER, secs.max(1)));
         }
-        response.json(Body {
-            error: self.code(),
-            message: self.to_string(),
-        })
+        response
+    }
+}
+
+/// An error of the token exchange (the RFC 8693 form of `POST /sse-token`),
+/// answered in the shape of RFC 6749 §5.2:
+/// `{"error": "<code>", "error_description": "<sentence>"}`.
+#[derive(Debug, thiserror::Error)]
+pub enum OAuthError {
+    /// A parameter is missing, repeated or has a value this server does not take.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// `grant_type` is not token exchange.
+    #[error("grant_type must be urn:ietf:params:oauth:grant-type:token-exchange")]
+    UnsupportedGrantType,
+    /// The subject token is invalid, expired or revoked.
+    #[error("{0}")]
+    InvalidGrant(String),
+    /// A topic of `scope` is malformed or not permitted to the subject token.
+    #[error("{0}")]
+    InvalidScope(String),
+    /// Any other failure (`429`, `503`, `408`, `413`), with its code.
+    #[error(transparent)]
+    Api(ApiError),
+}
+
+impl OAuthError {
+    /// The RFC 6749 error code, or the contract's code for any other failure.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::InvalidGrant(_) => "invalid_grant",
+            Self::InvalidScope(_) => "invalid_scope",
+            Self::Api(e) => e.code(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct OAuthBody<'a> {
+    error: &'a str,
+    error_description: String,
+}
+
+impl ResponseError for OAuthError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::Api(e) => e.status_code(),
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = match self {
+            Self::Api(e) => e.response_head(),
+            _ => HttpResponse::build(self.status_code()),
+        };
+        response
+            .insert_header(CacheControl(vec![CacheDirective::NoStore]))
+            .insert_header((header::PRAGMA, "no-cache"))
+            .json(OAuthBody {
+                error: self.code(),
+                error_description: self.to_string(),
+            })
+    }
+}
+
+impl From<ApiError> for OAuthError {
+    /// Failures of the request as a whole (its body, the service) keep their
+    /// codes; a body that is not a form is an `invalid_request`.
+    fn from(e: ApiError) -> Self {
+        match e {
+            ApiError::InvalidBody(message) | ApiError::InvalidQuery(message) => {
+                Self::InvalidRequest(message)
+            }
+            e => Self::Api(e),
+        }
+    }
+}
+
+impl From<BearerError> for OAuthError {
+    fn from(e: BearerError) -> Self {
+        match e {
+            BearerError::Verify(AuthError::Unavailable(cause)) => {
+                Self::Api(ApiError::Unavailable(cause))
+            }
+            e => Self::InvalidGrant(format!(
+                "the subject token was not accepted: {}",
+                ApiError::from(e)
+            )),
+        }
+    }
+}
+
+impl From<IssueTicketError> for OAuthError {
+    fn from(e: IssueTicketError) -> Self {
+        match e {
+            IssueTicketError::TooManyTopics
+            | IssueTicketError::NoOwnTopic
+            | IssueTicketError::Forbidden(_) => Self::InvalidScope(e.to_string()),
+            IssueTicketError::Store(e) => Self::Api(e.into()),
+        }
     }
 }
 

@@ -13,6 +13,7 @@ mod ops;
 mod publish;
 mod sse_token;
 mod stream;
+mod token_exchange;
 
 use actix_cors::Cors;
 use actix_web::http::{Method, header};
@@ -55,6 +56,7 @@ macro_rules! routes {
 
 routes! {
     "/sse-token" cors=true { POST => sse_token::issue }
+    "/.well-known/oauth-authorization-server" cors=true { GET => token_exchange::metadata }
     "/stream" cors=true { GET => stream::open }
     "/publish" cors=true { POST => publish::publish }
     "/healthz" cors=false { GET => ops::healthz }

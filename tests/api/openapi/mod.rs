@@ -7,23 +7,11 @@ use serde_json::{Value, json};
 use sse_ticket::auth::KeySource;
 use sse_ticket::http::ROUTES;
 
-use crate::helpers::{TestApp, header, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 
-fn spec() -> Value {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml"))
-        .expect("openapi.yaml");
-    serde_yaml_ng::from_str(&text).expect("valid YAML")
-}
+mod conformance;
 
-/// Follows a local `$ref` (`#/components/...`), repeatedly.
-fn resolve<'a>(spec: &'a Value, mut node: &'a Value) -> &'a Value {
-    while let Some(pointer) = node.get("$ref").and_then(Value::as_str) {
-        node = spec
-            .pointer(pointer.trim_start_matches('#'))
-            .unwrap_or_else(|| panic!("dangling $ref {pointer}"));
-    }
-    node
-}
+use conformance::{Case, check, spec};
 
 fn documented_routes(spec: &Value) -> BTreeSet<(String, String)> {
     let mut routes = BTreeSet::new();
@@ -50,88 +38,6 @@ fn every_route_is_documented_and_every_documented_route_exists() {
 }
 
 /// One request against the live server and the status it must get.
-struct Case {
-    method: &'static str,
-    path: &'static str,
-    status: u16,
-    response: reqwest::Response,
-}
-
-/// Checks a live response against the operation's documented response.
-async fn check(spec: &Value, case: Case) {
-    let Case {
-        method,
-        path,
-        status,
-        response,
-    } = case;
-    let what = format!("{method} {path} → {status}");
-    assert_eq!(response.status().as_u16(), status, "{what}");
-    let operation = &spec["paths"][path][method.to_lowercase()];
-    let documented = operation["responses"]
-        .get(status.to_string())
-        .unwrap_or_else(|| panic!("{what} is not documented"));
-    let documented = resolve(spec, documented);
-    let content_type = header(&response, "content-type").to_owned();
-    let media = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_owned();
-    for (name, _) in documented["headers"].as_object().into_iter().flatten() {
-        assert!(
-            response.headers().contains_key(name.as_str()),
-            "{what}: header {name} missing"
-        );
-    }
-    let Some(content) = documented["content"].as_object() else {
-        // A response documented without a body (a redirect) has none.
-        let body = response.bytes().await.expect("body");
-        assert!(body.is_empty(), "{what}: an undocumented body");
-        return;
-    };
-    // Documented media types may carry parameters (`; version=1.0.0`).
-    let schema = content
-        .iter()
-        .find(|(documented, _)| documented.split(';').next().unwrap_or_default().trim() == media)
-        .unwrap_or_else(|| panic!("{what}: content type {media} is not documented"))
-        .1
-        .get("schema")
-        .map(|s| resolve(spec, s));
-    if media != "application/json" {
-        return;
-    }
-    let body: Value = response.json().await.expect("JSON body");
-    let Some(schema) = schema else { return };
-    let parts: Vec<&Value> = match schema.get("allOf") {
-        Some(all) => all
-            .as_array()
-            .expect("allOf")
-            .iter()
-            .map(|s| resolve(spec, s))
-            .collect(),
-        None => vec![schema],
-    };
-    for part in parts {
-        for field in part["required"].as_array().into_iter().flatten() {
-            let field = field.as_str().expect("field name");
-            assert!(
-                body.get(field).is_some(),
-                "{what}: field {field} missing in {body}"
-            );
-        }
-        if let Some(codes) = part.pointer("/properties/error/enum") {
-            let codes = codes.as_array().expect("enum");
-            assert!(
-                codes.contains(&body["error"]),
-                "{what}: code {} not documented",
-                body["error"]
-            );
-        }
-    }
-}
-
 async fn cases(app: &TestApp) -> Vec<Case> {
     let subscriber = app.token("alice", &["orders/*"], &[]);
     let publisher = app.token("backend", &[], &["orders/*"]);
@@ -147,12 +53,47 @@ async fn cases(app: &TestApp) -> Vec<Case> {
             .send()
     };
     let event = json!({ "topic": "orders/1", "data": 1 }).to_string();
+    let exchange = |subject_token: &str| {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .append_pair(
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+            )
+            .append_pair("subject_token", subject_token)
+            .append_pair("subject_token_type", "urn:ietf:params:oauth:token-type:jwt")
+            .finish();
+        app.client
+            .post(app.url("/sse-token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
     let mut cases = vec![
         Case {
             method: "POST",
             path: "/sse-token",
             status: 200,
             response: app.post_sse_token(Some(&subscriber), None).await,
+        },
+        Case {
+            method: "POST",
+            path: "/sse-token",
+            status: 200,
+            response: exchange(&subscriber).await.expect("exchange"),
+        },
+        Case {
+            method: "POST",
+            path: "/sse-token",
+            status: 400,
+            response: exchange("not-a-token").await.expect("exchange"),
+        },
+        Case {
+            method: "GET",
+            path: "/.well-known/oauth-authorization-server",
+            status: 200,
+            response: get("/.well-known/oauth-authorization-server")
+                .await
+                .expect("metadata"),
         },
         Case {
             method: "POST",
