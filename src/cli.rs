@@ -36,6 +36,9 @@ pub struct MintArgs {
     /// `aud` to put in the token (the server checks it when configured).
     #[arg(long, env = "SSE_TICKET_JWT_AUDIENCE")]
     pub audience: Option<String>,
+    /// `jti` to put in the token, to revoke it alone by (`POST /admin/revoke {"jti": …}`).
+    #[arg(long)]
+    pub jti: Option<String>,
 }
 
 /// Flags of `sse-ticket migrate`.
@@ -77,6 +80,7 @@ pub fn mint(args: MintArgs) -> ExitCode {
         ttl: args.ttl,
         issuer: args.issuer,
         audience: args.audience,
+        jti: args.jti,
         now: chrono::Utc::now(),
     };
     match sign(&args.secret, &request) {

@@ -47,6 +47,7 @@ impl DevTokens {
                 ttl: DEV_TOKEN_TTL,
                 issuer: None,
                 audience: None,
+                jti: None,
                 now,
             };
             mint(secret, &request)

@@ -151,6 +151,7 @@ mod tests {
                 ttl: std::time::Duration::from_secs(60),
                 issuer: None,
                 audience: None,
+                jti: None,
                 now: chrono::Utc::now(),
             },
         )

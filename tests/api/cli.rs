@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::helpers::{
-    SECRET, SseStream, exported, fresh_database_url, output, post_ticket, serve, spawn_app,
-    sse_ticket, terminate,
+    SECRET, SseStream, assert_bearer_error, exported, fresh_database_url, output, post_ticket,
+    serve, spawn_app, sse_ticket, terminate,
 };
 
 #[tokio::test]
@@ -161,6 +161,25 @@ async fn a_minted_token_is_accepted_with_its_permissions() {
             .status(),
         403
     );
+}
+
+#[tokio::test]
+async fn a_token_minted_with_a_jti_is_refused_once_that_jti_is_revoked() {
+    let mint = |jti: &'static str| {
+        let mut command = sse_ticket(&["mint", "--sub", "alice", "--jti", jti]);
+        command.env("SSE_TICKET_JWT_SECRET", SECRET);
+        output(command)
+    };
+    let (leaked, kept) = (mint("leaked-1").await, mint("kept-2").await);
+    let token = |out: std::process::Output| String::from_utf8(out.stdout).expect("UTF-8");
+    let (leaked, kept) = (token(leaked), token(kept));
+
+    let app = spawn_app().await;
+    app.revoke_jti("leaked-1").await;
+    let refused = app.post_sse_token(Some(leaked.trim()), None).await;
+    assert_bearer_error(refused, "token_revoked").await;
+    let accepted = app.post_sse_token(Some(kept.trim()), None).await;
+    assert_eq!(accepted.status(), 200);
 }
 
 #[tokio::test]

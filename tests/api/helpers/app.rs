@@ -178,6 +178,7 @@ impl TestApp {
                 ttl,
                 issuer: None,
                 audience: None,
+                jti: None,
                 now: self.clock.now(),
             },
         )
