@@ -25,6 +25,19 @@ static SECRETS: LazyLock<Regex> = LazyLock::new(|| {
     .unwrap()
 });
 
+/// `error` and its causes, one after another (`outer: inner: root`), for a
+/// log line.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut chain = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        chain.push_str(": ");
+        chain.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    chain
+}
+
 /// `text` with ticket and token values replaced by `[redacted]`.
 pub fn redact(text: &str) -> Cow<'_, str> {
     SECRETS.replace_all(text, |caps: &regex::Captures<'_>| {

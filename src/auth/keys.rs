@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use secrecy::{ExposeSecret as _, SecretString};
 
-/// The one configured source of verification keys.
+/// The one configured verifier: a key or key set that checks JWTs here, or an
+/// upstream that decides.
 #[derive(Debug, Clone)]
 pub enum KeySource {
     /// An HMAC secret (HS256/HS384/HS512).
@@ -14,6 +15,10 @@ pub enum KeySource {
     PublicKeyPem(PathBuf),
     /// A JWKS endpoint of an identity provider.
     JwksUrl(reqwest::Url),
+    /// An RFC 7662 introspection endpoint (opaque tokens).
+    Introspection(super::IntrospectionSettings),
+    /// The app's auth webhook (any bearer token, or session cookies).
+    AuthWebhook(super::WebhookSettings),
 }
 
 /// Why a configured key cannot be used.

@@ -44,6 +44,8 @@ pub mod defaults {
     pub const BIND_TICKET_TO_IP: crate::client_ip::IpBinding = crate::client_ip::IpBinding::Off;
     /// `SSE_TICKET_JTI_REVOCATION_TTL`.
     pub const JTI_REVOCATION_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+    /// `SSE_TICKET_AUTH_CACHE_TTL`.
+    pub const AUTH_CACHE_TTL: Duration = Duration::from_secs(60);
 }
 
 /// The durable store's flag, shared by `serve` and `migrate`.
@@ -77,6 +79,30 @@ pub struct ServeArgs {
     /// JWKS endpoint of an identity provider.
     #[arg(long, env = "SSE_TICKET_JWKS_URL")]
     pub jwks_url: Option<String>,
+
+    /// RFC 7662 endpoint: opaque bearer tokens are verified there.
+    #[arg(long, env = "SSE_TICKET_INTROSPECTION_URL")]
+    pub introspection_url: Option<String>,
+
+    /// HTTP Basic client id for the introspection endpoint.
+    #[arg(long, env = "SSE_TICKET_INTROSPECTION_CLIENT_ID")]
+    pub introspection_client_id: Option<String>,
+
+    /// HTTP Basic client secret for the introspection endpoint.
+    #[arg(long, env = "SSE_TICKET_INTROSPECTION_CLIENT_SECRET", hide_env_values = true, value_parser = secret)]
+    pub introspection_client_secret: Option<SecretString>,
+
+    /// The app's own endpoint decides who the bearer is.
+    #[arg(long, env = "SSE_TICKET_AUTH_WEBHOOK_URL")]
+    pub auth_webhook_url: Option<String>,
+
+    /// Also forward the request's `Cookie` header to the webhook (session-cookie apps).
+    #[arg(long, env = "SSE_TICKET_AUTH_WEBHOOK_FORWARD_COOKIES", default_value_t = false, action = clap::ArgAction::Set)]
+    pub auth_webhook_forward_cookies: bool,
+
+    /// Longest time an introspection or webhook answer is reused (never past the token's `exp`).
+    #[arg(long, env = "SSE_TICKET_AUTH_CACHE_TTL", default_value_t = defaults::AUTH_CACHE_TTL.into())]
+    pub auth_cache_ttl: humantime::Duration,
 
     /// When set, `iss` must equal it.
     #[arg(long, env = "SSE_TICKET_JWT_ISSUER")]

@@ -8,7 +8,7 @@ use rand::distr::{Alphanumeric, SampleString as _};
 use secrecy::SecretString;
 
 use super::{ConfigError, DEV_TLS_DIR, RedisSettings, ServeArgs, TlsSetting};
-use crate::auth::KeySource;
+use crate::auth::{IntrospectionSettings, KeySource, WebhookSettings};
 use crate::client_ip::TrustedProxies;
 use crate::db::DatabaseUrl;
 
@@ -93,22 +93,52 @@ pub(super) fn redis_settings(
 }
 
 pub(super) fn key_source(args: &ServeArgs) -> Result<KeySource, ConfigError> {
-    let mut found = Vec::new();
-    if args.jwt_secret.is_some() {
-        found.push("SSE_TICKET_JWT_SECRET");
-    }
-    if args.jwt_public_key.is_some() {
-        found.push("SSE_TICKET_JWT_PUBLIC_KEY");
-    }
-    if args.jwks_url.is_some() {
-        found.push("SSE_TICKET_JWKS_URL");
-    }
+    let set = [
+        ("SSE_TICKET_JWT_SECRET", args.jwt_secret.is_some()),
+        ("SSE_TICKET_JWT_PUBLIC_KEY", args.jwt_public_key.is_some()),
+        ("SSE_TICKET_JWKS_URL", args.jwks_url.is_some()),
+        (
+            "SSE_TICKET_INTROSPECTION_URL",
+            args.introspection_url.is_some(),
+        ),
+        (
+            "SSE_TICKET_AUTH_WEBHOOK_URL",
+            args.auth_webhook_url.is_some(),
+        ),
+    ];
+    let found: Vec<&str> = set
+        .iter()
+        .filter(|(_, on)| *on)
+        .map(|(name, _)| *name)
+        .collect();
     if found.len() > 1 {
         return Err(ConfigError::SeveralKeys(found.join(", ")));
     }
-    if args.dev && (args.jwt_public_key.is_some() || args.jwks_url.is_some()) {
+    if args.dev
+        && found
+            .first()
+            .is_some_and(|name| *name != "SSE_TICKET_JWT_SECRET")
+    {
         return Err(ConfigError::DevWithPublicKey);
     }
+    needs(
+        "SSE_TICKET_INTROSPECTION_CLIENT_ID",
+        args.introspection_client_id.is_some(),
+        "SSE_TICKET_INTROSPECTION_URL",
+        args.introspection_url.is_some(),
+    )?;
+    needs(
+        "SSE_TICKET_INTROSPECTION_CLIENT_SECRET",
+        args.introspection_client_secret.is_some(),
+        "SSE_TICKET_INTROSPECTION_URL",
+        args.introspection_url.is_some(),
+    )?;
+    needs(
+        "SSE_TICKET_AUTH_WEBHOOK_FORWARD_COOKIES",
+        args.auth_webhook_forward_cookies,
+        "SSE_TICKET_AUTH_WEBHOOK_URL",
+        args.auth_webhook_url.is_some(),
+    )?;
     if let Some(secret) = &args.jwt_secret {
         use secrecy::ExposeSecret as _;
         if secret.expose_secret().len() < MIN_SECRET_BYTES {
@@ -125,27 +155,78 @@ pub(super) fn key_source(args: &ServeArgs) -> Result<KeySource, ConfigError> {
         return Ok(KeySource::PublicKeyPem(path.clone()));
     }
     if let Some(url) = &args.jwks_url {
-        let url = reqwest::Url::parse(url)
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https"))
-            .ok_or_else(|| ConfigError::Invalid {
-                name: "SSE_TICKET_JWKS_URL",
-                problem: format!("is not an http(s) URL: {url}"),
-            })?;
-        if !crate::auth::is_confidential(&url) {
+        return Ok(KeySource::JwksUrl(confidential_url(
+            "SSE_TICKET_JWKS_URL",
+            url,
+            "keys cannot be swapped on the way",
+        )?));
+    }
+    if let Some(url) = &args.introspection_url {
+        if args.introspection_client_id.is_some() != args.introspection_client_secret.is_some() {
             return Err(ConfigError::Invalid {
-                name: "SSE_TICKET_JWKS_URL",
-                problem: format!(
-                    "must be https:// (plain http:// only to a loopback address), so keys cannot be swapped on the way: {url}"
-                ),
+                name: "SSE_TICKET_INTROSPECTION_CLIENT_ID",
+                problem:
+                    "and SSE_TICKET_INTROSPECTION_CLIENT_SECRET go together: set both or neither"
+                        .into(),
             });
         }
-        return Ok(KeySource::JwksUrl(url));
+        return Ok(KeySource::Introspection(IntrospectionSettings {
+            url: confidential_url(
+                "SSE_TICKET_INTROSPECTION_URL",
+                url,
+                "bearer tokens and client credentials cannot be read on the way",
+            )?,
+            client_id: args.introspection_client_id.clone(),
+            client_secret: args.introspection_client_secret.clone(),
+        }));
+    }
+    if let Some(url) = &args.auth_webhook_url {
+        return Ok(KeySource::AuthWebhook(WebhookSettings {
+            url: confidential_url(
+                "SSE_TICKET_AUTH_WEBHOOK_URL",
+                url,
+                "credentials and cookies cannot be read on the way",
+            )?,
+            forward_cookies: args.auth_webhook_forward_cookies,
+        }));
     }
     if args.dev {
         return Ok(KeySource::Secret(dev_secret()));
     }
     Err(ConfigError::NoKey)
+}
+
+/// `setting` only means something with `with`: refused alone.
+fn needs(setting: &'static str, set: bool, with: &str, with_set: bool) -> Result<(), ConfigError> {
+    if set && !with_set {
+        return Err(ConfigError::Invalid {
+            name: setting,
+            problem: format!("needs {with}"),
+        });
+    }
+    Ok(())
+}
+
+/// An upstream URL a credential may be sent to: `https://`, or plain
+/// `http://` only to a loopback address (a sidecar), so that `why`.
+fn confidential_url(name: &'static str, raw: &str, why: &str) -> Result<reqwest::Url, ConfigError> {
+    let url = reqwest::Url::parse(raw)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https"))
+        .ok_or_else(|| ConfigError::Invalid {
+            name,
+            problem: format!("is not an http(s) URL: {}", crate::db::redact_url(raw)),
+        })?;
+    if !crate::auth::is_confidential(&url) {
+        return Err(ConfigError::Invalid {
+            name,
+            problem: format!(
+                "must be https:// (plain http:// only to a loopback address), so {why}: {}",
+                crate::db::redact_url(raw)
+            ),
+        });
+    }
+    Ok(url)
 }
 
 pub(super) fn secret(raw: &str) -> Result<SecretString, std::convert::Infallible> {

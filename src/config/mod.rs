@@ -120,17 +120,17 @@ pub enum LogFormat {
 pub enum ConfigError {
     /// No key source and no `--dev`.
     #[error(
-        "no key to verify bearer tokens: set exactly one of SSE_TICKET_JWT_SECRET, SSE_TICKET_JWT_PUBLIC_KEY or SSE_TICKET_JWKS_URL, or run `serve --dev`"
+        "no verifier for bearer tokens: set exactly one of SSE_TICKET_JWT_SECRET, SSE_TICKET_JWT_PUBLIC_KEY, SSE_TICKET_JWKS_URL, SSE_TICKET_INTROSPECTION_URL or SSE_TICKET_AUTH_WEBHOOK_URL, or run `serve --dev`"
     )]
     NoKey,
     /// More than one key source.
     #[error(
-        "set only one of SSE_TICKET_JWT_SECRET, SSE_TICKET_JWT_PUBLIC_KEY and SSE_TICKET_JWKS_URL (found: {0})"
+        "set only one of SSE_TICKET_JWT_SECRET, SSE_TICKET_JWT_PUBLIC_KEY, SSE_TICKET_JWKS_URL, SSE_TICKET_INTROSPECTION_URL and SSE_TICKET_AUTH_WEBHOOK_URL (found: {0})"
     )]
     SeveralKeys(String),
     /// `--dev` with a public key or JWKS.
     #[error(
-        "--dev signs its tokens with a secret: it cannot be combined with SSE_TICKET_JWT_PUBLIC_KEY or SSE_TICKET_JWKS_URL"
+        "--dev signs its tokens with a secret: it cannot be combined with SSE_TICKET_JWT_PUBLIC_KEY, SSE_TICKET_JWKS_URL, SSE_TICKET_INTROSPECTION_URL or SSE_TICKET_AUTH_WEBHOOK_URL"
     )]
     DevWithPublicKey,
     /// The TLS certificate or key cannot be used.
@@ -250,6 +250,7 @@ impl Config {
             verifier: VerifierSettings {
                 issuer: non_empty("SSE_TICKET_JWT_ISSUER", args.jwt_issuer)?,
                 audience: non_empty("SSE_TICKET_JWT_AUDIENCE", args.jwt_audience)?,
+                cache_ttl: positive("SSE_TICKET_AUTH_CACHE_TTL", args.auth_cache_ttl.into())?,
             },
             tickets: StoreLimits {
                 ttl: positive("SSE_TICKET_TICKET_TTL", args.ticket_ttl.into())?,

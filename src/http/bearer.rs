@@ -9,7 +9,7 @@ use actix_web::{FromRequest, HttpRequest, web};
 
 use super::error::ApiError;
 use crate::audit::Client;
-use crate::auth::Claims;
+use crate::auth::{Claims, Credential};
 use crate::hub::Hub;
 
 /// The verified claims of the request's bearer token.
@@ -22,6 +22,7 @@ impl FromRequest for Bearer {
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         let hub = req.app_data::<web::Data<Hub>>().cloned();
+        let client = client_info(req);
         let token = req.headers().get(header::AUTHORIZATION).map(|value| {
             value
                 .to_str()
@@ -41,7 +42,8 @@ impl FromRequest for Bearer {
                 )),
                 Some(Some(token)) => {
                     check_length(&token)?;
-                    Ok(Bearer(hub.authenticate(&token).await?))
+                    let credential = credential(token, &client);
+                    Ok(Bearer(hub.authenticate(&credential).await?))
                 }
             }
         })
@@ -94,15 +96,30 @@ impl FromRequest for ClientInfo {
     type Future = std::future::Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let user_agent = req
-            .headers()
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|ua| ua.chars().take(MAX_USER_AGENT).collect());
-        std::future::ready(Ok(ClientInfo(Client {
-            ip: client_ip(req).map(|ip| ip.to_string()),
-            user_agent,
-        })))
+        std::future::ready(Ok(ClientInfo(client_info(req))))
+    }
+}
+
+/// The request's client IP and `User-Agent`.
+fn client_info(req: &HttpRequest) -> Client {
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|ua| ua.chars().take(MAX_USER_AGENT).collect());
+    Client {
+        ip: client_ip(req).map(|ip| ip.to_string()),
+        user_agent,
+    }
+}
+
+/// The credential of a request by `client` that presents `bearer`.
+pub(crate) fn credential(bearer: String, client: &Client) -> Credential {
+    Credential {
+        bearer: Some(bearer),
+        cookie: None,
+        client_ip: client.ip.clone(),
+        user_agent: client.user_agent.clone(),
     }
 }
 

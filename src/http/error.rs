@@ -316,14 +316,7 @@ impl ApiError {
     /// A backend failed: `error` and its causes, one after another, for the
     /// log line of the 503 (the client sees none of it).
     pub fn unavailable(error: &dyn std::error::Error) -> Self {
-        let mut chain = error.to_string();
-        let mut source = error.source();
-        while let Some(cause) = source {
-            chain.push_str(": ");
-            chain.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        Self::Unavailable(chain)
+        Self::Unavailable(crate::telemetry::error_chain(error))
     }
 }
 

@@ -10,7 +10,7 @@ use actix_web::web::Data;
 use actix_web::{HttpRequest, HttpResponse};
 use serde::Serialize;
 
-use super::bearer::MAX_BEARER_TOKEN;
+use super::bearer::{MAX_BEARER_TOKEN, credential};
 use super::error::OAuthError;
 use super::sse_token::{lifetime, stream_url};
 use crate::audit::Client;
@@ -145,7 +145,9 @@ pub(super) async fn exchange(
     client: &Client,
 ) -> Result<HttpResponse, OAuthError> {
     let request = ExchangeRequest::parse(body)?;
-    let claims = hub.authenticate(&request.subject_token).await?;
+    let claims = hub
+        .authenticate(&credential(request.subject_token, client))
+        .await?;
     let ticket = hub.issue_ticket(&claims, request.topics, client).await?;
     let id = ticket.id().to_string();
     let scope = ticket

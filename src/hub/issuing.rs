@@ -2,7 +2,7 @@
 //! issuing the single-use ticket that stands in for it.
 
 use crate::audit::Client;
-use crate::auth::{AuthError, Claims, TopicPattern};
+use crate::auth::{AuthError, Claims, Credential, TopicPattern};
 use crate::client_ip::IpBinding;
 use crate::db::AuditAction;
 use crate::ticket::{Grant, IssueError, Ticket};
@@ -46,9 +46,10 @@ impl Hub {
         self.verifier.warm_up().await
     }
 
-    /// Verifies a bearer token and checks it against the revocations.
-    pub async fn authenticate(&self, bearer: &str) -> Result<Claims, BearerError> {
-        let claims = self.verifier.verify(bearer).await?;
+    /// Verifies a credential and checks its claims against the revocations
+    /// (every time: a cached answer is no way around a revocation).
+    pub async fn authenticate(&self, credential: &Credential) -> Result<Claims, BearerError> {
+        let claims = self.verifier.verify(credential).await?;
         if self.revocations.refuses(&claims, self.clock.now()) {
             return Err(BearerError::Revoked);
         }

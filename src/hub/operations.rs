@@ -8,13 +8,8 @@ use super::Hub;
 impl Hub {
     /// Each backend with its state: `Err` says why it is not ready.
     pub async fn readiness(&self) -> Vec<(&'static str, Result<(), String>)> {
-        let keys = if self.verifier.is_ready() {
-            Ok(())
-        } else {
-            Err("the identity provider's keys have not been fetched yet".to_owned())
-        };
         vec![
-            ("keys", keys),
+            self.verifier.readiness(),
             ("database", self.db.ping().await.map_err(|e| e.to_string())),
             (
                 "tickets",
