@@ -248,9 +248,7 @@ async fn the_json_form_keeps_working_under_a_form_content_type() {
 #[tokio::test]
 async fn the_metadata_advertises_the_token_endpoint() {
     let app = spawn_app().await;
-    let response = app.get("/.well-known/oauth-authorization-server").await;
-    assert_eq!(response.status(), 200);
-    let json: Value = response.json().await.expect("JSON");
+    let json = metadata(&app, &[]).await;
     let base = app.url("");
     assert_eq!(
         json,
@@ -263,32 +261,32 @@ async fn the_metadata_advertises_the_token_endpoint() {
     );
 }
 
+/// `GET /.well-known/oauth-authorization-server` with `headers`, as JSON.
+async fn metadata(app: &TestApp, headers: &[(&str, &str)]) -> Value {
+    let request = app
+        .client
+        .get(app.url("/.well-known/oauth-authorization-server"));
+    let request = headers.iter().fold(request, |request, (name, value)| {
+        request.header(*name, *value)
+    });
+    let response = request.send().await.expect("GET");
+    assert_eq!(response.status(), 200);
+    response.json().await.expect("JSON")
+}
+
 #[tokio::test]
 async fn the_metadata_names_the_proxy_s_url_only_from_a_trusted_proxy() {
-    let forwarded = |app: &TestApp| {
-        app.client
-            .get(app.url("/.well-known/oauth-authorization-server"))
-            .header("x-forwarded-proto", "https")
-            .header("x-forwarded-host", "events.example.com")
-            .send()
-    };
+    let forwarded = [
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "events.example.com"),
+    ];
     let untrusted = spawn_app().await;
-    let json: Value = forwarded(&untrusted)
-        .await
-        .expect("GET")
-        .json()
-        .await
-        .expect("JSON");
+    let json = metadata(&untrusted, &forwarded).await;
     assert_eq!(json["issuer"], untrusted.url(""));
 
     let proxies = TrustedProxies::parse(["127.0.0.1/32"]).expect("proxies");
     let trusted = spawn_app_with(|c| c.trusted_proxies = proxies).await;
-    let json: Value = forwarded(&trusted)
-        .await
-        .expect("GET")
-        .json()
-        .await
-        .expect("JSON");
+    let json = metadata(&trusted, &forwarded).await;
     assert_eq!(json["issuer"], "https://events.example.com");
     assert_eq!(
         json["token_endpoint"],
@@ -296,15 +294,6 @@ async fn the_metadata_names_the_proxy_s_url_only_from_a_trusted_proxy() {
     );
 
     // A host that is no host name falls back to the listen address.
-    let json: Value = untrusted
-        .client
-        .get(untrusted.url("/.well-known/oauth-authorization-server"))
-        .header("host", "evil\"/x")
-        .send()
-        .await
-        .expect("GET")
-        .json()
-        .await
-        .expect("JSON");
+    let json = metadata(&untrusted, &[("host", "evil\"/x")]).await;
     assert_eq!(json["issuer"], untrusted.url(""));
 }
