@@ -6,7 +6,8 @@
 //! server's memory per stream), `fanout` (delivery latency from `/publish` to
 //! S subscribers, or any EventSource server with `--raw-sub`/`--raw-pub`) and
 //! `soak` (issue at full rate while sampling the server's RSS, which must
-//! plateau). Each prints a human summary on stderr and one JSON line on
+//! plateau) and `verifiers` (what an introspection verifier adds to
+//! `/sse-token`, cached and uncached, against the local key). Each prints a human summary on stderr and one JSON line on
 //! stdout. Traffic goes only to loopback addresses, and every mode stops by
 //! itself.
 
@@ -22,6 +23,7 @@ mod soak;
 mod sse;
 mod streams;
 mod target;
+mod verifiers;
 
 use std::process::ExitCode;
 
@@ -56,6 +58,8 @@ enum Mode {
     Fanout(fanout::FanoutArgs),
     /// Issue tickets at maximum rate, never redeemed, and sample the server's RSS every second.
     Soak(soak::SoakArgs),
+    /// `/sse-token` latency with an introspection verifier (cached, uncached) against the local key, alternating.
+    Verifiers(verifiers::VerifiersArgs),
 }
 
 /// How a run ended, for the exit status.
@@ -103,5 +107,6 @@ async fn run(cli: Cli) -> anyhow::Result<Verdict> {
         Mode::Streams(args) => streams::run(&ctx, args).await,
         Mode::Fanout(args) => fanout::run(&ctx, args).await,
         Mode::Soak(args) => soak::run(&ctx, args).await,
+        Mode::Verifiers(args) => verifiers::run(&ctx, args).await,
     }
 }
