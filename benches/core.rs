@@ -203,8 +203,14 @@ fn bearer_verification(c: &mut Criterion) {
         ),
     ];
     for (name, keys, token) in cases {
-        let verifier = Verifier::new(&keys, VerifierSettings::default(), Arc::new(SystemClock))
-            .expect("verifier");
+        let verifier = Verifier::new(
+            &keys,
+            VerifierSettings::default(),
+            Arc::new(SystemClock),
+            Arc::new(sse_ticket::metrics::Metrics::new()),
+        )
+        .expect("verifier");
+        let token = sse_ticket::auth::Credential::bearer(token);
         assert!(
             verifier
                 .verify(&token)

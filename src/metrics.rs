@@ -1,6 +1,8 @@
 //! The Prometheus metrics served at `/metrics`. Labels never carry a ticket,
 //! a token or a raw path: routes are their patterns.
 
+mod auth;
+
 use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -9,6 +11,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+pub use auth::{AuthMetrics, CacheLabels, UpstreamCallLabels, UpstreamLabels};
 
 /// Labels of a refused ticket.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -123,6 +127,8 @@ pub struct Metrics {
     pub requests_timed_out: Family<TimeoutLabels, Counter>,
     /// Requests answered `431` because their headers were too large.
     pub request_heads_too_large: Counter,
+    /// The introspection endpoint or auth webhook: calls, cache, breaker.
+    pub auth: AuthMetrics,
 }
 
 impl Metrics {
@@ -289,6 +295,7 @@ impl Metrics {
             "HTTP request latency until the response head",
             request_duration.clone(),
         );
+        let auth = AuthMetrics::register(&mut registry);
         Self {
             registry,
             tickets_issued,
@@ -314,6 +321,7 @@ impl Metrics {
             request_duration,
             requests_timed_out,
             request_heads_too_large,
+            auth,
         }
     }
 

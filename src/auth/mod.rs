@@ -1,5 +1,7 @@
 //! Bearer-token verification and the permissions a token grants.
 
+mod breaker;
+mod cache;
 mod claims;
 mod credential;
 mod introspection;

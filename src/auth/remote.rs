@@ -1,17 +1,23 @@
 //! Verifiers that ask an upstream (an RFC 7662 introspection endpoint, the
 //! app's auth webhook) who a credential belongs to: the [`Upstream`] each
 //! implements, and [`Remote`], which puts the rules every upstream shares
-//! around it (a 2 s limit, the claims checked like a JWT's).
+//! around it: a 2 s limit, the claims checked like a JWT's, the answer cache
+//! ([`super::cache`]) and the circuit breaker ([`super::breaker`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::TimeDelta;
 
+use super::breaker::{Breaker, FAILURES_TO_OPEN};
+use super::cache::{Answer, AnswerCache};
 use super::claims::Claims;
 use super::credential::Credential;
 use super::registered::{Expected, RegisteredClaims};
 use super::verifier::{AuthError, VerifierSettings, Verify};
 use crate::clock::SharedClock;
+use crate::metrics::{CacheLabels, Metrics, UpstreamCallLabels, UpstreamLabels};
 
 /// Longest an upstream may take to answer; beyond, the request is `503`.
 pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
@@ -75,17 +81,111 @@ pub(crate) fn http_client() -> reqwest::Client {
         .unwrap_or_default()
 }
 
-/// A verifier that asks `U`.
+/// A verifier that asks `U`, through the answer cache and the circuit breaker.
 #[derive(Debug)]
 pub(crate) struct Remote<U> {
     upstream: U,
     clock: SharedClock,
+    cache: AnswerCache,
+    cache_ttl: TimeDelta,
+    breaker: Breaker,
+    metrics: Arc<Metrics>,
 }
 
 impl<U: Upstream> Remote<U> {
-    /// A verifier asking `upstream`.
-    pub(crate) fn new(upstream: U, _settings: &VerifierSettings, clock: SharedClock) -> Self {
-        Self { upstream, clock }
+    /// A verifier asking `upstream`, its answers kept for `settings.cache_ttl`.
+    pub(crate) fn new(
+        upstream: U,
+        settings: &VerifierSettings,
+        clock: SharedClock,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let labels = UpstreamLabels {
+            upstream: upstream.name(),
+        };
+        metrics.auth.circuit_open.get_or_create(&labels).set(0);
+        Self {
+            upstream,
+            clock,
+            cache: AnswerCache::new(settings.cache_ttl),
+            cache_ttl: crate::clock::span(settings.cache_ttl),
+            breaker: Breaker::default(),
+            metrics,
+        }
+    }
+
+    fn count_lookup(&self, result: &'static str) {
+        self.metrics
+            .auth
+            .cache
+            .get_or_create(&CacheLabels { result })
+            .inc();
+    }
+
+    /// Asks the upstream unless the breaker is open: the answer to keep, or
+    /// why there is none (`503`).
+    async fn ask(&self, credential: &Credential) -> Result<Answer, String> {
+        let name = self.upstream.name();
+        let permit = self.breaker.admit(self.clock.now()).map_err(|until| {
+            format!(
+                "{name} failed {FAILURES_TO_OPEN} times in a row; not asked until {}",
+                until.to_rfc3339()
+            )
+        })?;
+        let started = std::time::Instant::now();
+        let verdict = tokio::time::timeout(UPSTREAM_TIMEOUT, self.upstream.ask(credential)).await;
+        let labels = UpstreamLabels { upstream: name };
+        self.metrics
+            .auth
+            .upstream_duration
+            .get_or_create(&labels)
+            .observe(started.elapsed().as_secs_f64());
+        let now = self.clock.now();
+        let verdict = match verdict {
+            Ok(Ok(verdict)) => Ok(verdict),
+            Ok(Err(e)) => Err(crate::telemetry::error_chain(&e)),
+            Err(_) => Err(format!(
+                "{name} did not answer within {} s",
+                UPSTREAM_TIMEOUT.as_secs()
+            )),
+        };
+        let verdict = match verdict {
+            Ok(verdict) => {
+                permit.succeeded();
+                self.metrics.auth.circuit_open.get_or_create(&labels).set(0);
+                verdict
+            }
+            Err(why) => {
+                if permit.failed(now) {
+                    self.metrics.auth.circuit_open.get_or_create(&labels).set(1);
+                    tracing::warn!(upstream = name, reason = %why, "circuit breaker open");
+                }
+                self.count_call(name, "unavailable");
+                return Err(why);
+            }
+        };
+        let outcome = match verdict {
+            Verdict::Accepted(claims) => claims.check(now, Expected::default()),
+            Verdict::Refused(why) => Err(AuthError::Invalid(why)),
+        };
+        self.count_call(
+            name,
+            if outcome.is_ok() {
+                "accepted"
+            } else {
+                "refused"
+            },
+        );
+        Answer::new(outcome, now, self.cache_ttl)
+            .ok_or_else(|| format!("{name} gave no usable answer"))
+    }
+
+    fn count_call(&self, upstream: &'static str, outcome: &'static str) {
+        self.metrics
+            .auth
+            .upstream_requests
+            .get_or_create(&UpstreamCallLabels { upstream, outcome })
+            .inc();
     }
 }
 
@@ -95,23 +195,27 @@ impl<U: Upstream> Verify for Remote<U> {
         if credential.is_empty() {
             return Err(AuthError::invalid("no credential to verify"));
         }
-        let name = self.upstream.name();
-        let verdict = tokio::time::timeout(UPSTREAM_TIMEOUT, self.upstream.ask(credential))
-            .await
-            .map_err(|_| {
-                AuthError::Unavailable(format!(
-                    "{name} did not answer within {} s",
-                    UPSTREAM_TIMEOUT.as_secs()
-                ))
-            })?
-            .map_err(|e| AuthError::Unavailable(crate::telemetry::error_chain(&e)))?;
-        match verdict {
-            Verdict::Accepted(claims) => claims.check(self.clock.now(), Expected::default()),
-            Verdict::Refused(why) => Err(AuthError::Invalid(why)),
+        if let Some(answer) = self.cache.get(credential, self.clock.now()).await {
+            self.count_lookup("hit");
+            return answer.outcome();
         }
+        self.count_lookup("miss");
+        self.cache
+            .get_or_ask(credential, self.ask(credential))
+            .await
+            .map_err(|why| AuthError::Unavailable(why.as_ref().clone()))?
+            .outcome()
     }
 
     fn readiness(&self) -> (&'static str, Result<(), String>) {
-        (self.upstream.name(), Ok(()))
+        let name = self.upstream.name();
+        let state = match self.breaker.open_until(self.clock.now()) {
+            None => Ok(()),
+            Some(until) => Err(format!(
+                "circuit open: {name} failed {FAILURES_TO_OPEN} times in a row; the next request after {} probes it",
+                until.to_rfc3339()
+            )),
+        };
+        (name, state)
     }
 }

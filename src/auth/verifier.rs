@@ -2,6 +2,7 @@
 //! an introspection endpoint or the app's auth webhook) turns it into
 //! [`Claims`], or says precisely why not.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,6 +15,7 @@ use super::keys::{KeyError, KeySource, VerifyingKey};
 use super::remote::Remote;
 use super::{introspection, webhook};
 use crate::clock::SharedClock;
+use crate::metrics::Metrics;
 
 /// Tolerated clock skew on `exp`, `nbf` and `iat`.
 pub const LEEWAY: TimeDelta = TimeDelta::seconds(30);
@@ -82,11 +84,13 @@ pub struct Verifier(Box<dyn Verify>);
 
 impl Verifier {
     /// The verifier `source` names. A PEM key is read and checked here; a JWKS
-    /// is fetched on first use (see [`Verifier::warm_up`]).
+    /// is fetched on first use (see [`Verifier::warm_up`]). Upstream verifiers
+    /// count their calls, cache and breaker in `metrics`.
     pub fn new(
         source: &KeySource,
         settings: VerifierSettings,
         clock: SharedClock,
+        metrics: Arc<Metrics>,
     ) -> Result<Self, KeyError> {
         let verify: Box<dyn Verify> = match source {
             KeySource::Secret(secret) => Box::new(JwtVerifier::with_key(
@@ -106,11 +110,13 @@ impl Verifier {
                 introspection::Introspection::new(upstream.clone()),
                 &settings,
                 clock,
+                metrics,
             )),
             KeySource::AuthWebhook(upstream) => Box::new(Remote::new(
                 webhook::Webhook::new(upstream.clone()),
                 &settings,
                 clock,
+                metrics,
             )),
         };
         Ok(Self(verify))

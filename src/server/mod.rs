@@ -97,7 +97,13 @@ impl Stopper {
 impl Server {
     /// Builds and binds the service; it serves once [`Server::run`] is awaited.
     pub async fn build(config: Config, clock: SharedClock) -> Result<Self, StartError> {
-        let verifier = Verifier::new(&config.keys, config.verifier.clone(), clock.clone())?;
+        let metrics = Arc::new(Metrics::new());
+        let verifier = Verifier::new(
+            &config.keys,
+            config.verifier.clone(),
+            clock.clone(),
+            metrics.clone(),
+        )?;
         // Before anything else is opened: a bad certificate stops start-up at once.
         let tls = match &config.tls {
             None => None,
@@ -107,7 +113,6 @@ impl Server {
             )?)),
         };
         let shutdown = CancellationToken::new();
-        let metrics = Arc::new(Metrics::new());
         let db = Database::open(&config.database_url).await?;
         let (tickets, broker) = backends(&config, &db, &clock, &metrics, &shutdown).await?;
 

@@ -13,6 +13,7 @@ mod hardening;
 mod hardening_db;
 mod hardening_edge;
 mod helpers;
+mod introspection;
 mod ip_binding;
 mod jti;
 mod oauth_library;

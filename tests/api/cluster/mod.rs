@@ -6,6 +6,7 @@
 //! `redis-server` of its own.
 
 mod instances;
+mod introspection;
 mod jti;
 mod outage;
 mod trust;
