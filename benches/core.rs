@@ -203,6 +203,7 @@ fn bearer_verification(c: &mut Criterion) {
         ),
     ];
     for (name, keys, token) in cases {
+        let token = sse_ticket::auth::Credential::bearer(token);
         let verifier = Verifier::new(&keys, VerifierSettings::default(), Arc::new(SystemClock))
             .expect("verifier");
         assert!(

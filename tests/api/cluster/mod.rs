@@ -9,6 +9,7 @@ mod instances;
 mod jti;
 mod outage;
 mod trust;
+mod webhook;
 
 use sse_ticket::Config;
 use sse_ticket::clock::ManualClock;
