@@ -121,3 +121,26 @@ async fn a_refusal_is_answered_the_same_way_twice() {
         );
     }
 }
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_webhook_gets_the_forwarded_client_ip() {
+    let hook = AuthHook::start().await;
+    hook.accept_bearer("alice-opaque", plain("alice"));
+    let proxies = sse_ticket::client_ip::TrustedProxies::parse(["127.0.0.1/32"]).expect("proxies");
+    let app = crate::helpers::spawn_app_with(|config| {
+        hook.configure(config, false);
+        config.trusted_proxies = proxies;
+    })
+    .await;
+
+    let response = app
+        .client
+        .post(app.url("/sse-token"))
+        .bearer_auth("alice-opaque")
+        .header("x-forwarded-for", "203.0.113.7")
+        .send()
+        .await
+        .expect("ticket");
+    assert_eq!(response.status(), 200);
+    assert_eq!(hook.received()[0]["client_ip"], "203.0.113.7");
+}
