@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use reqwest::StatusCode;
-use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use reqwest::header::ACCEPT;
 use serde::{Deserialize, Serialize};
 
 use super::claims::Permissions;
@@ -131,14 +131,11 @@ impl Upstream for Webhook {
     }
 
     async fn ask(&self, credential: &Credential) -> Result<Verdict, UpstreamError> {
-        let question =
-            serde_json::to_vec(&self.question(credential)).map_err(|_| self.malformed())?;
         let response = self
             .client
             .post(self.settings.url.clone())
-            .header(CONTENT_TYPE, "application/json")
             .header(ACCEPT, "application/json")
-            .body(question)
+            .json(&self.question(credential))
             .send()
             .await
             .map_err(|source| self.unreachable(source))?;
