@@ -61,11 +61,9 @@ export interface SseTicketError {
   fatal: boolean;
 }
 
-export interface ConnectOptions {
+interface CommonOptions {
   /** Base URL of sse-ticket, e.g. `'https://events.example.com'`; `''` (default) for the page's origin. */
   baseUrl?: string;
-  /** The app's current bearer token; called before every ticket request. Throwing (or rejecting) means "retry later". */
-  getToken: () => string | Promise<string>;
   /** Topics or patterns to subscribe to; `[]` (default) means the subject's own topic `user/<sub>`. */
   topics?: string[];
   /** Custom event types to receive besides `message` (`ready`, `reset`, `close`, `error`, `open` are ignored here). */
@@ -107,6 +105,31 @@ export interface ConnectOptions {
   locks?: LockManagerLike | null;
   BroadcastChannel?: BroadcastChannelConstructor | null;
 }
+
+/** A bearer-token app: `getToken` is the credential. */
+export interface BearerOptions extends CommonOptions {
+  /** The app's current bearer token; called before every ticket request. Throwing (or rejecting) means "retry later". */
+  getToken: () => string | Promise<string>;
+  /** The `fetch` credentials mode of the ticket request (default: the browser's, `'same-origin'`). */
+  credentials?: 'omit' | 'same-origin' | 'include';
+}
+
+/**
+ * A cookie-session app (sse-ticket's auth webhook with
+ * `SSE_TICKET_AUTH_WEBHOOK_FORWARD_COOKIES=true`): the ticket request carries
+ * the page's cookies, also to another origin that the server's CORS allows.
+ */
+export interface CookieSessionOptions extends CommonOptions {
+  /** Send the page's cookies with the ticket request. */
+  credentials: 'include';
+  /**
+   * Optional here: when given, its token also goes as `Authorization: Bearer`
+   * (a `null`/`''` token: none); when absent, the cookies alone authenticate.
+   */
+  getToken?: () => string | null | Promise<string | null>;
+}
+
+export type ConnectOptions = BearerOptions | CookieSessionOptions;
 
 /** What `connect` returns. */
 export interface Handle {

@@ -10,6 +10,11 @@
 //   });
 //   events.close();
 //
+// Apps whose session is a cookie (sse-ticket's auth webhook with cookie
+// forwarding) pass `credentials: 'include'` instead of `getToken`: the ticket
+// request then carries the page's cookies (also to sse-ticket on another
+// origin that the server's CORS allows) and no Authorization header.
+//
 // Every connection uses a fresh single-use ticket from `POST /sse-token`. The
 // browser's own EventSource reconnect would replay a consumed ticket (always
 // 401), so on any error or `close` frame the EventSource is closed at once and
@@ -144,7 +149,7 @@ function headerOf(response, name) {
 function createLoop(cfg, sink) {
   // Locals, called as plain functions: `window.fetch` and `window.setTimeout`
   // throw "Illegal invocation" when called as methods of another object.
-  const { getToken, fetchImpl, ES, AC, setTimer, clearTimer, random } = cfg;
+  const { getToken, credentials, fetchImpl, ES, AC, setTimer, clearTimer, random } = cfg;
   const { baseUrl, topics, types, base, maxDelay } = cfg;
   let state = cfg.initialState ?? 'connecting';
   let lastEventId = cfg.lastEventId ?? '';
@@ -192,9 +197,9 @@ function createLoop(cfg, sink) {
     const controller = AC ? new AC() : null;
     abort = controller;
 
-    let token;
+    let token = null;
     try {
-      token = await getToken();
+      if (getToken) token = await getToken();
     } catch (err) {
       if (done) return;
       sink.error({ status: 0, error: 'token_unavailable', message: String(err?.message ?? err), fatal: false });
@@ -206,9 +211,10 @@ function createLoop(cfg, sink) {
     try {
       response = await fetchImpl(`${baseUrl}/sse-token`, {
         method: 'POST',
-        headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+        headers: ticketHeaders(getToken, token),
         body: JSON.stringify({ topics }),
         cache: 'no-store',
+        ...(credentials ? { credentials } : {}),
         ...(controller ? { signal: controller.signal } : {}),
       });
     } catch (err) {
@@ -303,10 +309,26 @@ function createLoop(cfg, sink) {
   };
 }
 
+/**
+ * Headers of `POST /sse-token`: always JSON (the server lets a cookie alone
+ * authenticate only a JSON-typed request, which a cross-site form cannot
+ * send); `Authorization` when there is a `getToken`, unless (cookie mode) it
+ * gave no token.
+ */
+function ticketHeaders(getToken, token) {
+  const headers = { 'Content-Type': 'application/json' };
+  if (getToken && token != null && token !== '') headers.Authorization = `Bearer ${token}`;
+  return headers;
+}
+
+/** `fetch` credentials modes accepted by the `credentials` option. */
+const CREDENTIALS = new Set(['omit', 'same-origin', 'include']);
+
 function resolveConfig(options) {
   const {
     baseUrl = '',
     getToken,
+    credentials,
     topics = [],
     eventTypes = [],
     lastEventId = '',
@@ -314,14 +336,24 @@ function resolveConfig(options) {
     maxDelay = DEFAULT_MAX_DELAY,
     random = Math.random,
   } = options;
-  if (typeof getToken !== 'function') throw new TypeError('sse-ticket: options.getToken must be a function');
+  if (credentials !== undefined && !CREDENTIALS.has(credentials)) {
+    throw new TypeError("sse-ticket: options.credentials must be 'omit', 'same-origin' or 'include'");
+  }
+  // A cookie session ('include') needs no token; otherwise getToken is the credential.
+  const tokenOptional = credentials === 'include';
+  if (typeof getToken !== 'function' && !(tokenOptional && getToken == null)) {
+    throw new TypeError(tokenOptional
+      ? 'sse-ticket: options.getToken must be a function when given'
+      : "sse-ticket: options.getToken must be a function (or pass credentials: 'include' for a cookie session)");
+  }
   const fetchImpl = options.fetch ?? (globalThis.fetch ? globalThis.fetch.bind(globalThis) : undefined);
   const ES = options.EventSource ?? globalThis.EventSource;
   if (typeof fetchImpl !== 'function') throw new TypeError('sse-ticket: no fetch available');
   if (typeof ES !== 'function') throw new TypeError('sse-ticket: no EventSource available');
   return {
     baseUrl: normalizeBase(baseUrl),
-    getToken,
+    getToken: getToken ?? null,
+    credentials,
     topics: [...topics],
     types: listenedTypes(eventTypes),
     eventTypes: [...eventTypes],

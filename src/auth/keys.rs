@@ -21,6 +21,14 @@ pub enum KeySource {
     AuthWebhook(super::WebhookSettings),
 }
 
+impl KeySource {
+    /// Whether requests' cookies go to the auth webhook, and `POST /sse-token`
+    /// may authenticate with them alone (which CORS must then allow).
+    pub fn forwards_cookies(&self) -> bool {
+        matches!(self, Self::AuthWebhook(settings) if settings.forward_cookies)
+    }
+}
+
 /// Why a configured key cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {

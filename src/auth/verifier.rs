@@ -80,7 +80,10 @@ pub trait Verify: Send + Sync + std::fmt::Debug {
 
 /// The configured verifier.
 #[derive(Debug)]
-pub struct Verifier(Box<dyn Verify>);
+pub struct Verifier {
+    verify: Box<dyn Verify>,
+    forwards_cookies: bool,
+}
 
 impl Verifier {
     /// The verifier `source` names. A PEM key is read and checked here; a JWKS
@@ -119,21 +122,30 @@ impl Verifier {
                 metrics,
             )),
         };
-        Ok(Self(verify))
+        Ok(Self {
+            verify,
+            forwards_cookies: source.forwards_cookies(),
+        })
     }
 
     /// Fetches what the verifier needs ahead of the first request.
     pub async fn warm_up(&self) -> Result<(), AuthError> {
-        self.0.warm_up().await
+        self.verify.warm_up().await
     }
 
     /// The verifier's name in `/readyz` and whether it is ready.
     pub fn readiness(&self) -> (&'static str, Result<(), String>) {
-        self.0.readiness()
+        self.verify.readiness()
+    }
+
+    /// Whether requests' `Cookie` headers belong in their credentials (the
+    /// auth webhook with cookie forwarding on).
+    pub fn forwards_cookies(&self) -> bool {
+        self.forwards_cookies
     }
 
     /// Verifies `credential` and returns its claims.
     pub async fn verify(&self, credential: &Credential) -> Result<Claims, AuthError> {
-        self.0.verify(credential).await
+        self.verify.verify(credential).await
     }
 }

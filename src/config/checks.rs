@@ -261,6 +261,18 @@ pub fn dev_secret() -> SecretString {
     Alphanumeric.sample_string(&mut rand::rng(), 43).into()
 }
 
+/// Refuses any origin (`*`) together with cookie forwarding: every site
+/// could then fetch tickets with its visitors' cookies.
+pub(super) fn credentialed_cors(origins: &[String], keys: &KeySource) -> Result<(), ConfigError> {
+    if keys.forwards_cookies() && origins.iter().any(|o| o == "*") {
+        return Err(ConfigError::Invalid {
+            name: "SSE_TICKET_CORS_ORIGINS",
+            problem: "cannot be * while SSE_TICKET_AUTH_WEBHOOK_FORWARD_COOKIES is true: any site could get tickets with its visitors' cookies; list the allowed origins".into(),
+        });
+    }
+    Ok(())
+}
+
 /// Validates one CORS origin: `*`, or `scheme://host[:port]` with nothing after.
 pub(super) fn origin(raw: &str) -> Result<String, ConfigError> {
     if raw == "*" {

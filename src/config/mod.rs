@@ -17,8 +17,8 @@ use crate::ticket::StoreLimits;
 pub use args::{DatabaseArgs, ServeArgs, defaults};
 pub use checks::{MIN_SECRET_BYTES, dev_secret};
 use checks::{
-    database_url, dev_bind, key_source, origin, positive_long, redis_settings, tls_setting,
-    trusted_proxies,
+    credentialed_cors, database_url, dev_bind, key_source, origin, positive_long, redis_settings,
+    tls_setting, trusted_proxies,
 };
 
 /// Longest ticket lifetime or heartbeat interval accepted.
@@ -244,6 +244,14 @@ impl Config {
             }),
             other => Ok(other),
         };
+        let cors_origins = args
+            .cors_origins
+            .iter()
+            .map(|o| o.trim())
+            .filter(|o| !o.is_empty())
+            .map(origin)
+            .collect::<Result<Vec<_>, _>>()?;
+        credentialed_cors(&cors_origins, &keys)?;
         Ok(Self {
             bind: args.bind,
             keys,
@@ -269,13 +277,7 @@ impl Config {
                 total: args.max_streams,
                 write_timeout: positive("SSE_TICKET_WRITE_TIMEOUT", args.write_timeout.into())?,
             },
-            cors_origins: args
-                .cors_origins
-                .iter()
-                .map(|o| o.trim())
-                .filter(|o| !o.is_empty())
-                .map(origin)
-                .collect::<Result<_, _>>()?,
+            cors_origins,
             database_url: database_url(&args.database.database_url)?,
             retention: Retention {
                 history_ttl: positive_long("SSE_TICKET_HISTORY_TTL", args.history_ttl.into())?,

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::pin::Pin;
 
 use actix_web::http::header;
-use actix_web::{FromRequest, HttpRequest, web};
+use actix_web::{FromRequest, HttpMessage as _, HttpRequest, web};
 
 use super::error::ApiError;
 use crate::audit::Client;
@@ -21,33 +21,86 @@ impl FromRequest for Bearer {
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let hub = req.app_data::<web::Data<Hub>>().cloned();
-        let client = client_info(req);
-        let token = req.headers().get(header::AUTHORIZATION).map(|value| {
-            value
-                .to_str()
-                .ok()
-                .and_then(|v| v.split_once(' '))
-                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-                .map(|(_, token)| token.trim().to_owned())
-                .filter(|token| !token.is_empty())
-        });
-        Box::pin(async move {
-            let hub =
-                hub.ok_or_else(|| ApiError::Unavailable("the hub is not configured".into()))?;
-            match token {
-                None => Err(ApiError::MissingToken),
-                Some(None) => Err(ApiError::InvalidToken(
-                    "the Authorization header is not of the form Bearer <token>".into(),
-                )),
-                Some(Some(token)) => {
-                    check_length(&token)?;
-                    let credential = credential(token, &client);
-                    Ok(Bearer(hub.authenticate(&credential).await?))
-                }
-            }
-        })
+        Box::pin(authenticate(req, false))
     }
+}
+
+impl Bearer {
+    /// As the extractor; and when the auth webhook forwards cookies, a
+    /// request without `Authorization` whose body is typed JSON authenticates
+    /// with its cookies alone (`POST /sse-token`). The type matters: a
+    /// cross-site HTML form cannot send it without a CORS preflight.
+    pub(crate) fn or_session(
+        req: &HttpRequest,
+    ) -> impl Future<Output = Result<Self, ApiError>> + 'static {
+        authenticate(req, true)
+    }
+}
+
+/// Why a request without `Authorization` that could have used its cookies did not.
+const COOKIES_NEED_JSON: &str = "send an Authorization: Bearer <token> header, or the session cookie with a JSON body (Content-Type: application/json)";
+const NO_COOKIE: &str =
+    "send an Authorization: Bearer <token> header or the session cookie: the request has neither";
+
+/// The claims of the request's credential: its bearer token, with its
+/// cookies when the verifier takes them, or (where `session` allows) its
+/// cookies alone.
+fn authenticate(
+    req: &HttpRequest,
+    session: bool,
+) -> impl Future<Output = Result<Bearer, ApiError>> + 'static {
+    let hub = req.app_data::<web::Data<Hub>>().cloned();
+    let client = client_info(req);
+    let token = req.headers().get(header::AUTHORIZATION).map(|value| {
+        value
+            .to_str()
+            .ok()
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim().to_owned())
+            .filter(|token| !token.is_empty())
+    });
+    let cookie = cookie_header(req);
+    let json = req.content_type().eq_ignore_ascii_case("application/json");
+    async move {
+        let hub = hub.ok_or_else(|| ApiError::Unavailable("the hub is not configured".into()))?;
+        let cookie = cookie.filter(|_| hub.forwards_cookies());
+        let bearer = match token {
+            Some(Some(token)) => {
+                check_length(&token)?;
+                Some(token)
+            }
+            Some(None) => {
+                return Err(ApiError::InvalidToken(
+                    "the Authorization header is not of the form Bearer <token>".into(),
+                ));
+            }
+            None if !(session && hub.forwards_cookies()) => return Err(ApiError::MissingToken),
+            None if !json => return Err(ApiError::MissingCredential(COOKIES_NEED_JSON)),
+            None if cookie.is_none() => return Err(ApiError::MissingCredential(NO_COOKIE)),
+            None => None,
+        };
+        let credential = Credential {
+            bearer,
+            cookie,
+            client_ip: client.ip,
+            user_agent: client.user_agent,
+        };
+        Ok(Bearer(hub.authenticate(&credential).await?))
+    }
+}
+
+/// The request's cookies as one `Cookie` header (HTTP/2 may split them
+/// over several fields, joined here by `; ` as RFC 9113 says).
+fn cookie_header(req: &HttpRequest) -> Option<String> {
+    let values: Vec<&str> = req
+        .headers()
+        .get_all(header::COOKIE)
+        .filter_map(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect();
+    (!values.is_empty()).then(|| values.join("; "))
 }
 
 /// Longest bearer token accepted, in bytes. A longer one is refused before

@@ -23,6 +23,10 @@ pub enum ApiError {
     /// No `Authorization: Bearer` header.
     #[error("an Authorization: Bearer <token> header is required")]
     MissingToken,
+    /// No `Authorization` header, where a session cookie could have stood in
+    /// for it: this sentence says how.
+    #[error("{0}")]
+    MissingCredential(&'static str),
     /// The bearer token is malformed, badly signed or carries wrong claims.
     #[error("{0}")]
     InvalidToken(String),
@@ -89,7 +93,7 @@ impl ApiError {
     /// The contract's snake_case error code.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::MissingToken => "missing_token",
+            Self::MissingToken | Self::MissingCredential(_) => "missing_token",
             Self::InvalidToken(_) => "invalid_token",
             Self::TokenExpired => "token_expired",
             Self::TokenRevoked => "token_revoked",
@@ -113,7 +117,11 @@ impl ApiError {
     fn is_bearer_failure(&self) -> bool {
         matches!(
             self,
-            Self::MissingToken | Self::InvalidToken(_) | Self::TokenExpired | Self::TokenRevoked
+            Self::MissingToken
+                | Self::MissingCredential(_)
+                | Self::InvalidToken(_)
+                | Self::TokenExpired
+                | Self::TokenRevoked
         )
     }
 }
@@ -128,6 +136,7 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::MissingToken
+            | Self::MissingCredential(_)
             | Self::InvalidToken(_)
             | Self::TokenExpired
             | Self::TokenRevoked

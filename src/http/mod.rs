@@ -35,8 +35,9 @@ macro_rules! routes {
         /// Every `(method, path)` the server answers, in OpenAPI path syntax.
         pub const ROUTES: &[(&str, &str)] = &[$($((stringify!($method), $path),)+)*];
 
-        /// Registers every route, with CORS for `origins` where a browser page needs it.
-        pub fn configure(origins: &[String]) -> impl FnOnce(&mut web::ServiceConfig) + '_ {
+        /// Registers every route, with CORS for `origins` where a browser page
+        /// needs it (`credentials`: pages may send their cookies).
+        pub fn configure(origins: &[String], credentials: bool) -> impl FnOnce(&mut web::ServiceConfig) + '_ {
             move |cfg| {
                 $(
                     cfg.service(
@@ -45,7 +46,7 @@ macro_rules! routes {
                             .default_service(web::to(|| async {
                                 Err::<actix_web::HttpResponse, _>(ApiError::MethodNotAllowed(&[$(stringify!($method)),+]))
                             }))
-                            .wrap(Condition::new($cors && !origins.is_empty(), cors(origins))),
+                            .wrap(Condition::new($cors && !origins.is_empty(), cors(origins, credentials))),
                     );
                 )*
                 cfg.default_service(web::to(not_found));
@@ -75,8 +76,11 @@ routes! {
 }
 
 /// CORS for browser pages on `origins`: the `Authorization` header may be sent
-/// (after a preflight) and the stream may be read cross-origin.
-fn cors(origins: &[String]) -> Cors {
+/// (after a preflight) and the stream may be read cross-origin. With
+/// `credentials` (the auth webhook forwards cookies), those pages may send
+/// their cookies too (`Access-Control-Allow-Credentials: true`); start-up
+/// refuses that together with any origin (`*`).
+fn cors(origins: &[String], credentials: bool) -> Cors {
     // A request from another origin is served without CORS headers (so the
     // browser withholds the answer) rather than answered with a non-JSON 400.
     let cors = Cors::default()
@@ -89,6 +93,11 @@ fn cors(origins: &[String]) -> Cors {
         ])
         .expose_headers([header::RETRY_AFTER])
         .max_age(3600);
+    let cors = if credentials {
+        cors.supports_credentials()
+    } else {
+        cors
+    };
     if origins.iter().any(|o| o == "*") {
         return cors.allow_any_origin();
     }

@@ -1,6 +1,5 @@
 //! `POST /sse-token`: trade a bearer token for a single-use ticket.
 
-use actix_web::dev::Payload;
 use actix_web::http::header::{self, CacheControl, CacheDirective};
 use actix_web::web::{self, Bytes, Data};
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, HttpResponseBuilder};
@@ -63,8 +62,8 @@ pub(crate) async fn issue(
         .content_type()
         .eq_ignore_ascii_case("application/x-www-form-urlencoded")
     {
-        // The bearer token is checked before the body is read.
-        let bearer = Bearer::from_request(&req, &mut Payload::None).await?;
+        // The credential is checked before the body is read.
+        let bearer = Bearer::or_session(&req).await?;
         let raw = body::bytes(Bytes::from_request(&req, &mut payload).await)?;
         return Ok(issue_json(&hub, bearer, raw, &client).await?);
     }
@@ -73,7 +72,8 @@ pub(crate) async fn issue(
     if body::shape(&raw) == body::Shape::Other {
         return Ok(token_exchange::exchange(&hub, &raw, &client).await?);
     }
-    let bearer = Bearer::from_request(&req, &mut Payload::None).await?;
+    // Typed as a form, so never by cookies alone; the message says how.
+    let bearer = Bearer::or_session(&req).await?;
     Ok(issue_json(&hub, bearer, raw, &client).await?)
 }
 

@@ -46,6 +46,11 @@ impl Hub {
         self.verifier.warm_up().await
     }
 
+    /// Whether requests' cookies authenticate them (through the auth webhook).
+    pub fn forwards_cookies(&self) -> bool {
+        self.verifier.forwards_cookies()
+    }
+
     /// Verifies a credential and checks its claims against the revocations
     /// (every time: a cached answer is no way around a revocation).
     pub async fn authenticate(&self, credential: &Credential) -> Result<Claims, BearerError> {

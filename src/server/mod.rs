@@ -213,6 +213,7 @@ impl Server {
             source,
         })?;
         let origins = config.cors_origins.clone();
+        let credentials = config.keys.forwards_cookies();
         let flush_hub = hub.clone();
         let request_timeout = web::Data::new(http::RequestTimeout(config.request_timeout));
         let server = HttpServer::new(move || {
@@ -220,7 +221,7 @@ impl Server {
                 .app_data(hub.clone())
                 .app_data(request_timeout.clone())
                 .app_data(web::PayloadConfig::new(http::MAX_BODY))
-                .configure(http::configure(&origins))
+                .configure(http::configure(&origins, credentials))
                 .wrap(from_fn(http::body_deadline))
                 .wrap(from_fn(http::access_log))
         })

@@ -25,3 +25,4 @@ mod sse_token;
 mod stream;
 mod tls;
 mod token_exchange;
+mod webhook;

@@ -10,6 +10,7 @@ mod introspection;
 mod jti;
 mod outage;
 mod trust;
+mod webhook;
 
 use sse_ticket::Config;
 use sse_ticket::clock::ManualClock;

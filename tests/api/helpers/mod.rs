@@ -1,7 +1,8 @@
 //! One way to start the server and talk to it, shared by every test: the
 //! server in-process ([`app`]), its SSE streams ([`sse`]), the binary as a
-//! process ([`process`]), raw HTTP/1.1 over TCP ([`raw`]), Redis ([`redis`])
-//! and certificates and HTTP/2 over TLS ([`tls`]).
+//! process ([`process`]), raw HTTP/1.1 over TCP ([`raw`]), Redis ([`redis`]),
+//! certificates and HTTP/2 over TLS ([`tls`]), and a local auth webhook
+//! ([`webhook`]).
 
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ mod raw;
 mod redis;
 mod sse;
 mod tls;
+mod webhook;
 
 pub use self::app::*;
 pub use self::process::*;
@@ -20,6 +22,7 @@ pub use self::raw::*;
 pub use self::redis::*;
 pub use self::sse::*;
 pub use self::tls::*;
+pub use self::webhook::*;
 
 /// Longest any test waits for something that should happen.
 pub const PATIENCE: Duration = Duration::from_secs(10);

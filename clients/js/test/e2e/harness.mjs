@@ -54,17 +54,20 @@ export function freshDatabase() {
 export async function startServer({
   port = 0, database = freshDatabase(), corsOrigins = [], env = {}, args = [], cwd = undefined,
 } = {}) {
+  // A variable `env` sets to `undefined` is left out (e.g. the JWT secret,
+  // for another verifier).
+  const variables = Object.fromEntries(Object.entries({
+    PATH: process.env.PATH,
+    SSE_TICKET_JWT_SECRET: SECRET,
+    SSE_TICKET_DATABASE_URL: database,
+    SSE_TICKET_LOG_FORMAT: 'json',
+    SSE_TICKET_CORS_ORIGINS: corsOrigins.join(','),
+    RUST_LOG: 'info',
+    ...env,
+  }).filter(([, value]) => value !== undefined));
   const child = spawn(BIN, ['serve', '--bind', `127.0.0.1:${port}`, ...args], {
     cwd,
-    env: {
-      PATH: process.env.PATH,
-      SSE_TICKET_JWT_SECRET: SECRET,
-      SSE_TICKET_DATABASE_URL: database,
-      SSE_TICKET_LOG_FORMAT: 'json',
-      SSE_TICKET_CORS_ORIGINS: corsOrigins.join(','),
-      RUST_LOG: 'info',
-      ...env,
-    },
+    env: variables,
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   const exited = new Promise((resolve) => child.once('exit', resolve));
@@ -97,10 +100,14 @@ export async function startServer({
   };
 }
 
-/** Serves clients/js (the module and test pages) on its own origin. */
-export async function startPageServer() {
+/**
+ * Serves clients/js (the module and test pages) on its own origin; `app`, when
+ * given, answers first (the app's own routes): it returns true when it did.
+ */
+export async function startPageServer(app = () => false) {
   const types = { '.js': 'text/javascript', '.mjs': 'text/javascript', '.html': 'text/html' };
   const server = createServer((req, res) => {
+    if (app(req, res)) return;
     const path = new URL(req.url, 'http://x').pathname;
     const file = path === '/' ? '/test/e2e/page.html' : path;
     if (file.includes('..')) { res.writeHead(400).end(); return; }
