@@ -9,10 +9,10 @@ use serde_json::Value;
 
 use super::credential::Credential;
 use super::registered::RegisteredClaims;
-use super::remote::{Upstream, UpstreamError, Verdict, http_client};
+use super::remote::{Upstream, UpstreamError, Verdict, answer_body, http_client};
 
-/// Largest introspection answer read; a longer one is not an answer.
-const MAX_ANSWER_BYTES: usize = 64 * 1024;
+/// What the answer must be, in the words of the `503`'s logged cause.
+const EXPECTED: &str = "an RFC 7662 JSON object";
 
 /// Where and how to introspect (`SSE_TICKET_INTROSPECTION_*`).
 #[derive(Debug, Clone)]
@@ -59,14 +59,7 @@ impl Introspection {
     fn bad_answer(&self) -> UpstreamError {
         UpstreamError::Answer {
             upstream: self.name(),
-            expected: "an RFC 7662 JSON object",
-        }
-    }
-
-    fn unreachable(&self, source: reqwest::Error) -> UpstreamError {
-        UpstreamError::Unreachable {
-            upstream: self.name(),
-            source,
+            expected: EXPECTED,
         }
     }
 }
@@ -109,7 +102,10 @@ impl Upstream for Introspection {
         if let Some(basic) = &self.basic {
             request = request.header(reqwest::header::AUTHORIZATION, basic.clone());
         }
-        let mut response = request.send().await.map_err(|e| self.unreachable(e))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| UpstreamError::unreachable(self.name(), e))?;
         let status = response.status();
         if status != reqwest::StatusCode::OK {
             return Err(UpstreamError::Status {
@@ -117,13 +113,7 @@ impl Upstream for Introspection {
                 status: status.as_u16(),
             });
         }
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| self.unreachable(e))? {
-            if bytes.len() + chunk.len() > MAX_ANSWER_BYTES {
-                return Err(self.bad_answer());
-            }
-            bytes.extend_from_slice(&chunk);
-        }
+        let bytes = answer_body(self.name(), EXPECTED, response).await?;
         let answer: Value = serde_json::from_slice(&bytes).map_err(|_| self.bad_answer())?;
         verdict(answer).ok_or_else(|| self.bad_answer())
     }

@@ -61,6 +61,42 @@ pub(crate) enum UpstreamError {
     },
 }
 
+impl UpstreamError {
+    /// `upstream` could not be reached. The URL is left out of the cause, so
+    /// that credentials an operator put in it never reach a log line.
+    pub(crate) fn unreachable(upstream: &'static str, source: reqwest::Error) -> Self {
+        Self::Unreachable {
+            upstream,
+            source: source.without_url(),
+        }
+    }
+}
+
+/// Largest answer body read from an upstream: claims fit in far less, and a
+/// larger answer is a broken upstream (`503`), not a reason to buffer it.
+pub(crate) const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// The body of `response` from `upstream`, up to [`MAX_ANSWER_BYTES`]
+/// (beyond: not `expected`).
+pub(crate) async fn answer_body(
+    upstream: &'static str,
+    expected: &'static str,
+    mut response: reqwest::Response,
+) -> Result<Vec<u8>, UpstreamError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|source| UpstreamError::unreachable(upstream, source))?
+    {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(UpstreamError::Answer { upstream, expected });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// An upstream that decides who a credential belongs to.
 #[async_trait]
 pub(crate) trait Upstream: Send + Sync + std::fmt::Debug + 'static {

@@ -9,11 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::claims::Permissions;
 use super::credential::Credential;
 use super::registered::RegisteredClaims;
-use super::remote::{Upstream, UpstreamError, Verdict, http_client};
-
-/// Largest answer read from the webhook, in bytes: claims fit in far less,
-/// and a larger answer is a broken webhook (`503`), not a reason to buffer it.
-const MAX_ANSWER: usize = 64 * 1024;
+use super::remote::{Upstream, UpstreamError, Verdict, answer_body, http_client};
 
 /// What the answer must be, in the words of the `503`'s logged cause.
 const EXPECTED: &str = r#"JSON {"sub": "…", "exp": <unix>, …}"#;
@@ -84,22 +80,6 @@ impl Webhook {
         }
     }
 
-    /// The answer's body, up to [`MAX_ANSWER`] bytes.
-    async fn body(&self, mut response: reqwest::Response) -> Result<Vec<u8>, UpstreamError> {
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|source| self.unreachable(source))?
-        {
-            if body.len() + chunk.len() > MAX_ANSWER {
-                return Err(self.malformed());
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
-    }
-
     /// The claims of a `200`'s body.
     fn claims(&self, body: &[u8]) -> Result<RegisteredClaims, UpstreamError> {
         let value: serde_json::Value =
@@ -112,14 +92,6 @@ impl Webhook {
         UpstreamError::Answer {
             upstream: self.name(),
             expected: EXPECTED,
-        }
-    }
-
-    fn unreachable(&self, source: reqwest::Error) -> UpstreamError {
-        UpstreamError::Unreachable {
-            upstream: self.name(),
-            // The URL is the operator's; the credential is in the body, never in it.
-            source,
         }
     }
 }
@@ -138,10 +110,10 @@ impl Upstream for Webhook {
             .json(&self.question(credential))
             .send()
             .await
-            .map_err(|source| self.unreachable(source))?;
+            .map_err(|source| UpstreamError::unreachable(self.name(), source))?;
         match response.status() {
             StatusCode::OK => {
-                let body = self.body(response).await?;
+                let body = answer_body(self.name(), EXPECTED, response).await?;
                 Ok(Verdict::Accepted(self.claims(&body)?))
             }
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Ok(Verdict::Refused(
