@@ -40,16 +40,22 @@ pub(super) type PubSub = (redis::aio::PubSubSink, redis::aio::PubSubStream);
 
 /// Opens the instance's pub/sub connection and subscribes to `channels`.
 pub(super) async fn subscribe(link: &RedisLink, channels: &[String; 2]) -> Result<PubSub, String> {
-    let connect = async {
-        let (mut sink, messages) = link.client().get_async_pubsub().await?.split();
-        sink.subscribe(&channels[..]).await?;
-        Ok::<_, redis::RedisError>((sink, messages))
-    };
-    match tokio::time::timeout(SUBSCRIBE_TIMEOUT, connect).await {
-        Ok(Ok(stream)) => Ok(stream),
-        Ok(Err(e)) => Err(format!("cannot subscribe to Redis: {e}")),
-        Err(_) => Err("cannot subscribe to Redis: timed out".into()),
+    // A cluster's nodes are tried in turn: a message published on any node
+    // reaches the subscribers of every node.
+    let mut last = String::from("no Redis node configured");
+    for node in link.nodes() {
+        let connect = async {
+            let (mut sink, messages) = node.get_async_pubsub().await?.split();
+            sink.subscribe(&channels[..]).await?;
+            Ok::<_, redis::RedisError>((sink, messages))
+        };
+        match tokio::time::timeout(SUBSCRIBE_TIMEOUT, connect).await {
+            Ok(Ok(stream)) => return Ok(stream),
+            Ok(Err(e)) => last = e.to_string(),
+            Err(_) => last = "timed out".into(),
+        }
     }
+    Err(format!("cannot subscribe to Redis: {last}"))
 }
 
 /// Ids of the events delivered lately, oldest dropped first.

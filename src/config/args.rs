@@ -152,6 +152,10 @@ pub struct ServeArgs {
     #[arg(long, env = "SSE_TICKET_REDIS_PREFIX", default_value = defaults::REDIS_PREFIX)]
     pub redis_prefix: String,
 
+    /// SSE_TICKET_REDIS_URL is a comma-separated list of Redis Cluster seed nodes; the cluster client follows MOVED/ASK and failovers.
+    #[arg(long, env = "SSE_TICKET_REDIS_CLUSTER", default_value_t = false, action = clap::ArgAction::Set)]
+    pub redis_cluster: bool,
+
     /// PEM certificate chain: with --tls-key, serve TLS with HTTP/2 and HTTP/1.1 (ALPN); re-read on SIGHUP.
     #[arg(long, env = "SSE_TICKET_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,

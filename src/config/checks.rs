@@ -76,20 +76,45 @@ pub(super) fn tls_setting(
 pub(super) fn redis_settings(
     url: Option<SecretString>,
     prefix: String,
+    cluster: bool,
 ) -> Result<Option<RedisSettings>, ConfigError> {
     use secrecy::ExposeSecret as _;
-    let Some(url) = url else { return Ok(None) };
+    let Some(url) = url else {
+        return if cluster {
+            Err(ConfigError::Invalid {
+                name: "SSE_TICKET_REDIS_CLUSTER",
+                problem:
+                    "is true without SSE_TICKET_REDIS_URL: list the cluster's seed nodes there"
+                        .into(),
+            })
+        } else {
+            Ok(None)
+        };
+    };
     let raw = url.expose_secret();
-    if !(raw.starts_with("redis://") || raw.starts_with("rediss://")) {
-        return Err(ConfigError::Invalid {
-            name: "SSE_TICKET_REDIS_URL",
-            problem: format!(
-                "must start with redis:// or rediss:// (got {})",
-                crate::db::redact_url(raw)
-            ),
-        });
+    let nodes: Vec<&str> = if cluster {
+        raw.split(',').map(str::trim).collect()
+    } else {
+        vec![raw]
+    };
+    for node in nodes {
+        if !(node.starts_with("redis://") || node.starts_with("rediss://")) {
+            let what = if cluster {
+                "must be a comma-separated list of redis:// or rediss:// seed nodes"
+            } else {
+                "must start with redis:// or rediss://"
+            };
+            return Err(ConfigError::Invalid {
+                name: "SSE_TICKET_REDIS_URL",
+                problem: format!("{what} (got {})", crate::db::redact_url(node)),
+            });
+        }
     }
-    Ok(Some(RedisSettings { url, prefix }))
+    Ok(Some(RedisSettings {
+        url,
+        prefix,
+        cluster,
+    }))
 }
 
 pub(super) fn key_source(args: &ServeArgs) -> Result<KeySource, ConfigError> {

@@ -51,6 +51,8 @@ pub struct RedisSettings {
     pub url: SecretString,
     /// Namespace of every key and channel.
     pub prefix: String,
+    /// Whether `url` lists the seed nodes of a Redis Cluster, comma-separated.
+    pub cluster: bool,
 }
 
 impl std::fmt::Debug for RedisSettings {
@@ -60,6 +62,7 @@ impl std::fmt::Debug for RedisSettings {
         f.debug_struct("RedisSettings")
             .field("url", &crate::db::redact_url(self.url.expose_secret()))
             .field("prefix", &self.prefix)
+            .field("cluster", &self.cluster)
             .finish()
     }
 }
@@ -288,7 +291,7 @@ impl Config {
                 "SSE_TICKET_JTI_REVOCATION_TTL",
                 args.jti_revocation_ttl.into(),
             )?,
-            redis: redis_settings(args.redis_url, args.redis_prefix)?,
+            redis: redis_settings(args.redis_url, args.redis_prefix, args.redis_cluster)?,
             tls: tls_setting(args.tls_cert, args.tls_key, args.tls, args.dev)?,
             request_timeout: positive("SSE_TICKET_REQUEST_TIMEOUT", args.request_timeout.into())?,
             trusted_proxies: trusted_proxies(&args.trusted_proxies)?,

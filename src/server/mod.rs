@@ -310,7 +310,7 @@ async fn backends(
             Arc::new(MemoryBroker::new()),
         ));
     };
-    let link = RedisLink::connect(redis.url.expose_secret(), &redis.prefix).await?;
+    let link = RedisLink::connect(redis.url.expose_secret(), &redis.prefix, redis.cluster).await?;
     let broker = RedisBroker::start(RedisBrokerParts {
         link: link.clone(),
         history: (config.retention.history_max_per_topic > 0).then(|| db.clone()),

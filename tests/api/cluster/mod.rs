@@ -5,10 +5,12 @@
 //! (and Postgres as the shared database); the outage test starts a
 //! `redis-server` of its own.
 
+mod failover;
 mod instances;
 mod introspection;
 mod jti;
 mod outage;
+mod redis_cluster;
 mod trust;
 mod webhook;
 
@@ -24,8 +26,15 @@ const NEEDS_REDIS: &str = "set SSE_TICKET_TEST_REDIS_URL to a Redis these tests 
 
 /// Two instances sharing a Redis namespace, a database and a clock.
 async fn spawn_pair_on(redis_url: &str, tweak: impl Fn(&mut Config)) -> (TestApp, TestApp) {
+    spawn_pair_with(redis_settings(redis_url), tweak).await
+}
+
+/// Two instances given the same Redis settings, a database and a clock.
+async fn spawn_pair_with(
+    redis: sse_ticket::config::RedisSettings,
+    tweak: impl Fn(&mut Config),
+) -> (TestApp, TestApp) {
     let database_url = fresh_database_url().await;
-    let redis = redis_settings(redis_url);
     let clock = ManualClock::default();
     let config = || {
         let mut config = test_config(&database_url);

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 mod app;
+mod cluster;
 mod process;
 mod raw;
 mod redis;
@@ -17,6 +18,7 @@ mod tls;
 mod webhook;
 
 pub use self::app::*;
+pub use self::cluster::*;
 pub use self::process::*;
 pub use self::raw::*;
 pub use self::redis::*;

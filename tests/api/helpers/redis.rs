@@ -20,6 +20,7 @@ pub fn redis_settings(url: &str) -> RedisSettings {
     RedisSettings {
         url: url.into(),
         prefix: format!("test-{}:", uuid::Uuid::new_v4().simple()),
+        cluster: false,
     }
 }
 

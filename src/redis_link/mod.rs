@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -20,6 +21,10 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// First and longest wait between probes of an unreachable Redis.
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+mod connection;
+
+pub use connection::RedisConnection;
 
 /// The backoff of every loop that waits for Redis to come back.
 pub(crate) fn backoff() -> crate::backoff::Backoff {
@@ -63,8 +68,10 @@ impl RedisFailure {
 
 /// The shared command connection, its namespace and its health.
 pub struct RedisLink {
-    client: redis::Client,
-    connection: ConnectionManager,
+    /// One client per node to open pub/sub connections on: the one Redis,
+    /// or the cluster's seed nodes.
+    nodes: Vec<redis::Client>,
+    connection: RedisConnection,
     prefix: String,
     healthy: AtomicBool,
     probe: Notify,
@@ -81,26 +88,58 @@ impl std::fmt::Debug for RedisLink {
 
 impl RedisLink {
     /// Connects to `url` and checks Redis answers; every key and channel
-    /// starts with `prefix`.
-    pub async fn connect(url: &str, prefix: &str) -> Result<Arc<Self>, RedisLinkError> {
-        let shown = crate::db::redact_url(url);
-        let client =
-            redis::Client::open(url).map_err(|e| RedisLinkError::Url(format!("{shown}: {e}")))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            // One attempt per reconnect: requests must not queue behind a
-            // retry loop; `probe` does the backing off.
-            .set_number_of_retries(0);
+    /// starts with `prefix`. With `cluster`, `url` is a comma-separated list
+    /// of a Redis Cluster's seed nodes.
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        cluster: bool,
+    ) -> Result<Arc<Self>, RedisLinkError> {
+        let shown = if cluster {
+            url.split(',')
+                .map(|node| crate::db::redact_url(node.trim()))
+                .collect::<Vec<_>>()
+                .join(",")
+        } else {
+            crate::db::redact_url(url)
+        };
+        let bad_url = |e: redis::RedisError| RedisLinkError::Url(format!("{shown}: {e}"));
         let unreachable = |cause: String| RedisLinkError::Connect {
             url: shown.clone(),
             cause,
         };
-        let connection = ConnectionManager::new_with_config(client.clone(), config)
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
+        let (nodes, connection) = if cluster {
+            let seeds: Vec<&str> = url.split(',').map(str::trim).collect();
+            let nodes = seeds
+                .iter()
+                .map(|seed| redis::Client::open(*seed))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(bad_url)?;
+            let client = ClusterClientBuilder::new(seeds)
+                .connection_timeout(CONNECT_TIMEOUT)
+                .response_timeout(RESPONSE_TIMEOUT)
+                .build()
+                .map_err(bad_url)?;
+            let connection = client
+                .get_async_connection()
+                .await
+                .map_err(|e| unreachable(e.to_string()))?;
+            (nodes, RedisConnection::Cluster(connection))
+        } else {
+            let client = redis::Client::open(url).map_err(bad_url)?;
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                .set_response_timeout(Some(RESPONSE_TIMEOUT))
+                // One attempt per reconnect: requests must not queue behind a
+                // retry loop; `probe` does the backing off.
+                .set_number_of_retries(0);
+            let connection = ConnectionManager::new_with_config(client.clone(), config)
+                .await
+                .map_err(|e| unreachable(e.to_string()))?;
+            (vec![client], RedisConnection::Single(connection))
+        };
         let link = Self {
-            client,
+            nodes,
             connection,
             prefix: prefix.to_owned(),
             healthy: AtomicBool::new(true),
@@ -118,9 +157,10 @@ impl RedisLink {
         key
     }
 
-    /// The client, for connections of their own (pub/sub).
-    pub fn client(&self) -> &redis::Client {
-        &self.client
+    /// The clients to open connections of their own (pub/sub) on: the one
+    /// Redis, or each seed node of the cluster, to be tried in turn.
+    pub fn nodes(&self) -> &[redis::Client] {
+        &self.nodes
     }
 
     /// Whether the last command got through.
@@ -130,10 +170,7 @@ impl RedisLink {
 
     /// Runs `op` on the shared connection, unless Redis is known to be down.
     /// A failure to reach Redis marks it down and wakes the prober.
-    pub async fn run<T, F>(
-        &self,
-        op: impl FnOnce(ConnectionManager) -> F,
-    ) -> Result<T, RedisFailure>
+    pub async fn run<T, F>(&self, op: impl FnOnce(RedisConnection) -> F) -> Result<T, RedisFailure>
     where
         F: Future<Output = redis::RedisResult<T>>,
     {
