@@ -109,6 +109,9 @@ pub struct Metrics {
     /// Events read back from history or Redis that broke the rules of
     /// `/publish`, skipped instead of sent.
     pub events_invalid: Counter,
+    /// Events this instance received from Redis (sharded pub/sub), before
+    /// dropping those it had already delivered.
+    pub broker_events_received: Counter,
     /// Resumes that began with `event: reset`.
     pub replays_reset: Counter,
     /// Database operations that ran out of their deadline (whole process).
@@ -174,6 +177,7 @@ impl Metrics {
         let events_delivered = Counter::default();
         let events_pruned = Counter::default();
         let events_invalid = Counter::default();
+        let broker_events_received = Counter::default();
         let replays_reset = Counter::default();
         let database_timeouts = Counter::default();
         let audit_records_dropped = Counter::default();
@@ -264,6 +268,11 @@ impl Metrics {
             events_invalid.clone(),
         );
         registry.register(
+            "broker_events_received",
+            "Events this instance received from Redis: only those of the channels its own streams need",
+            broker_events_received.clone(),
+        );
+        registry.register(
             "audit_records_dropped",
             "Audit rows of rejected tickets dropped because the write queue was full",
             audit_records_dropped.clone(),
@@ -313,6 +322,7 @@ impl Metrics {
             events_delivered,
             events_pruned,
             events_invalid,
+            broker_events_received,
             replays_reset,
             database_timeouts,
             audit_records_dropped,

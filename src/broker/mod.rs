@@ -3,6 +3,7 @@
 mod memory;
 mod redis_broker;
 mod redis_listener;
+mod shards;
 
 use std::sync::Arc;
 

@@ -1,11 +1,14 @@
-//! Fan-out across instances through Redis pub/sub.
+//! Fan-out across instances through Redis sharded pub/sub.
 //!
-//! Every instance holds one pub/sub connection, subscribed to two channels
-//! under the configured prefix: `events` (every published event, as JSON) and
-//! `notices` (revocations). A publish goes to Redis; each instance, the
-//! publisher included, hands what arrives to its in-process [`MemoryBroker`],
-//! which fans it out to the local streams. Events keep their ids, so a client
-//! resumes on any instance from the shared history.
+//! Every instance holds one pub/sub connection (RESP3; on a cluster, one per
+//! node the cluster client needs), `SSUBSCRIBE`d to `notices` (revocations)
+//! and to the event channels its own streams need (see [`super::shards`]
+//! for the rule): subscribed when the first stream of a channel opens,
+//! unsubscribed when the last closes. A publish `SPUBLISH`es the event, as
+//! JSON, to its topic's channel and to `events:*`; each instance that
+//! listens, the publisher included, hands what arrives to its in-process
+//! [`MemoryBroker`], which fans it out to the local streams. Events keep
+//! their ids, so a client resumes on any instance from the shared history.
 //!
 //! When the subscription is lost, publishing answers `unavailable` until it is
 //! back; open streams stay open. Once re-subscribed, the instance re-reads the
@@ -16,13 +19,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Utc};
-use redis::AsyncCommands as _;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::redis_listener::{self, Listener};
+use super::redis_listener::{self, Listener, Shared};
+use super::shards::{Channels, NeedGuard, Needs, Request};
 use super::{Broker, BrokerError, Event, Fanout, MemoryBroker, Notice, Subscription};
 use crate::auth::TopicPattern;
 use crate::clock::SharedClock;
@@ -30,7 +33,7 @@ use crate::db::{Database, StoredEvent};
 use crate::metrics::Metrics;
 use crate::redis_link::RedisLink;
 
-/// An event as it travels on the `events` channel: this backend's own wire
+/// An event as it travels on the event channels: this backend's own wire
 /// format, JSON with the time in Unix milliseconds.
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) struct WireEvent {
@@ -85,8 +88,9 @@ pub struct RedisBrokerParts {
 pub struct RedisBroker {
     link: Arc<RedisLink>,
     local: MemoryBroker,
-    events_channel: String,
-    notices_channel: String,
+    channels: Channels,
+    needs: Arc<Needs>,
+    requests: mpsc::UnboundedSender<Request>,
     subscribed: Arc<AtomicBool>,
     notices: parking_lot::Mutex<Option<mpsc::UnboundedReceiver<Notice>>>,
 }
@@ -94,7 +98,7 @@ pub struct RedisBroker {
 impl std::fmt::Debug for RedisBroker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisBroker")
-            .field("events_channel", &self.events_channel)
+            .field("channels", &self.channels)
             .field("subscribed", &self.subscribed.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
@@ -103,20 +107,25 @@ impl std::fmt::Debug for RedisBroker {
 impl RedisBroker {
     /// Subscribes (an error if Redis does not answer) and starts the listener.
     pub async fn start(parts: RedisBrokerParts) -> Result<Self, BrokerError> {
-        let events_channel = parts.link.key("events");
-        let notices_channel = parts.link.key("notices");
-        let channels = [events_channel.clone(), notices_channel.clone()];
-        let first = redis_listener::subscribe(&parts.link, &channels)
+        let channels = Channels::new(&parts.link);
+        let first = redis_listener::subscribe(&parts.link, std::slice::from_ref(&channels.notices))
             .await
             .map_err(BrokerError::Unavailable)?;
         let subscribed = Arc::new(AtomicBool::new(true));
         let local = MemoryBroker::new();
+        let needs = Arc::new(Needs::default());
         let (notice_tx, notice_rx) = mpsc::unbounded_channel();
+        let (requests, request_rx) = mpsc::unbounded_channel();
+        let shared = Shared {
+            channels: channels.clone(),
+            needs: needs.clone(),
+            requests: request_rx,
+            subscribed: subscribed.clone(),
+            notices: notice_tx,
+        };
         let listener = Listener::new(
             local.clone(),
-            channels,
-            subscribed.clone(),
-            notice_tx,
+            shared,
             RedisBrokerParts {
                 link: parts.link.clone(),
                 ..parts
@@ -126,11 +135,31 @@ impl RedisBroker {
         Ok(Self {
             link: parts.link,
             local,
-            events_channel,
-            notices_channel,
+            channels,
+            needs,
+            requests,
             subscribed,
             notices: parking_lot::Mutex::new(Some(notice_rx)),
         })
+    }
+
+    /// Has the listener subscribed to `channels` (those not yet), waiting
+    /// until it has.
+    async fn ensure_subscribed(&self, channels: Vec<String>) -> Result<(), BrokerError> {
+        let (done, answer) = tokio::sync::oneshot::channel();
+        self.requests
+            .send(Request::Subscribe(channels, done))
+            .map_err(|_| BrokerError::Unavailable("the Redis listener stopped".into()))?;
+        match tokio::time::timeout(SUBSCRIBE_WAIT, answer).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(BrokerError::Unavailable(e)),
+            Ok(Err(_)) => Err(BrokerError::Unavailable(
+                "the Redis listener stopped".into(),
+            )),
+            Err(_) => Err(BrokerError::Unavailable(
+                "cannot subscribe to Redis: timed out".into(),
+            )),
+        }
     }
 
     fn check_subscribed(&self) -> Result<(), BrokerError> {
@@ -143,14 +172,20 @@ impl RedisBroker {
         }
     }
 
-    async fn send(&self, channel: &str, payload: String) -> Result<(), BrokerError> {
-        let channel = channel.to_owned();
+    async fn send(&self, channels: &[&str], payload: String) -> Result<(), BrokerError> {
+        let mut pipe = redis::pipe();
+        for channel in channels {
+            pipe.cmd("SPUBLISH").arg(*channel).arg(&payload).ignore();
+        }
         self.link
-            .run(|mut c| async move { c.publish::<_, _, ()>(channel, payload).await })
+            .run(|mut c| async move { pipe.query_async::<()>(&mut c).await })
             .await
             .map_err(|e| BrokerError::Unavailable(e.to_string()))
     }
 }
+
+/// Longest a stream waits for its channels to be subscribed to.
+const SUBSCRIBE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 #[async_trait::async_trait]
 impl Broker for RedisBroker {
@@ -158,13 +193,39 @@ impl Broker for RedisBroker {
         self.ready()?;
         let payload = serde_json::to_string(&WireEvent::from(&*event))
             .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
-        self.send(&self.events_channel, payload).await?;
+        // The topic's shard, and the channel of `*` streams (always: one
+        // more SPUBLISH per event, received only where a `*` stream is).
+        let shard = self.channels.of_topic(event.topic());
+        self.send(&[&shard, &self.channels.all], payload).await?;
         // Delivered by the listener, when the event comes back from Redis.
         Ok(Fanout::default())
     }
 
     async fn subscribe(&self, patterns: &[TopicPattern]) -> Result<Subscription, BrokerError> {
-        self.local.subscribe(patterns).await
+        let mut channels: Vec<String> = patterns
+            .iter()
+            .map(|p| self.channels.of_pattern(p))
+            .collect();
+        channels.sort_unstable();
+        channels.dedup();
+        self.needs.add(&channels);
+        let guard = NeedGuard {
+            needs: self.needs.clone(),
+            channels: channels.clone(),
+            requests: self.requests.clone(),
+        };
+        // On failure the guard releases the channels again.
+        self.ensure_subscribed(channels).await?;
+        let Subscription {
+            events,
+            detached,
+            _guard,
+        } = self.local.subscribe(patterns).await?;
+        Ok(Subscription {
+            events,
+            detached,
+            _guard: Box::new((_guard, guard)),
+        })
     }
 
     async fn ping(&self) -> Result<(), BrokerError> {
@@ -190,7 +251,7 @@ impl Broker for RedisBroker {
         }
         let payload =
             serde_json::to_string(notice).map_err(|e| BrokerError::Unavailable(e.to_string()))?;
-        self.send(&self.notices_channel, payload).await
+        self.send(&[&self.channels.notices], payload).await
     }
 
     fn notices(&self) -> Option<mpsc::UnboundedReceiver<Notice>> {

@@ -1,5 +1,6 @@
-//! The listening half of [`super::RedisBroker`]: the instance's pub/sub
-//! connection, the events and notices that arrive on it, and what happens
+//! The listening half of [`super::RedisBroker`]: the instance's sharded
+//! pub/sub connection, the events and notices that arrive on it, the
+//! channels it subscribes to as local streams come and go, and what happens
 //! when it is lost (re-subscribe with backoff, catch up from history, have
 //! revocations reloaded).
 
@@ -9,17 +10,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures_util::StreamExt as _;
+use redis::{PushInfo, PushKind};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::redis_broker::{RedisBrokerParts, WireEvent};
+use super::shards::{Channels, Needs, Request, ShardConnection};
 use super::{Broker as _, Event, MemoryBroker, Notice};
 use crate::db::{ReplayBudget, StoredEvent};
 use crate::redis_link::RedisLink;
 
-/// How long subscribing, or a ping on the subscription, may take.
-const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the subscription is pinged, so a connection that died without
 /// closing (a network partition) is noticed.
 const PING_INTERVAL: Duration = Duration::from_secs(5);
@@ -35,27 +35,15 @@ const CATCH_UP_LIMIT: ReplayBudget = ReplayBudget {
 /// Ids of recently delivered events remembered, so a catch-up delivers none twice.
 const SEEN_CAPACITY: usize = 16_384;
 
-/// The instance's pub/sub connection: commands (pings) and messages.
-pub(super) type PubSub = (redis::aio::PubSubSink, redis::aio::PubSubStream);
+/// The instance's pub/sub connection and what arrives on it.
+pub(super) type PubSub = (ShardConnection, mpsc::UnboundedReceiver<PushInfo>);
 
 /// Opens the instance's pub/sub connection and subscribes to `channels`.
-pub(super) async fn subscribe(link: &RedisLink, channels: &[String; 2]) -> Result<PubSub, String> {
-    // A cluster's nodes are tried in turn: a message published on any node
-    // reaches the subscribers of every node.
-    let mut last = String::from("no Redis node configured");
-    for node in link.nodes() {
-        let connect = async {
-            let (mut sink, messages) = node.get_async_pubsub().await?.split();
-            sink.subscribe(&channels[..]).await?;
-            Ok::<_, redis::RedisError>((sink, messages))
-        };
-        match tokio::time::timeout(SUBSCRIBE_TIMEOUT, connect).await {
-            Ok(Ok(stream)) => return Ok(stream),
-            Ok(Err(e)) => last = e.to_string(),
-            Err(_) => last = "timed out".into(),
-        }
-    }
-    Err(format!("cannot subscribe to Redis: {last}"))
+pub(super) async fn subscribe(link: &RedisLink, channels: &[String]) -> Result<PubSub, String> {
+    let (pushes, arrivals) = mpsc::unbounded_channel();
+    let mut connection = ShardConnection::open(link, pushes).await?;
+    connection.subscribe(channels).await?;
+    Ok((connection, arrivals))
 }
 
 /// Ids of the events delivered lately, oldest dropped first.
@@ -81,29 +69,37 @@ impl Seen {
     }
 }
 
+/// What the listener shares with the broker.
+pub(super) struct Shared {
+    pub(super) channels: Channels,
+    pub(super) needs: Arc<Needs>,
+    pub(super) requests: mpsc::UnboundedReceiver<Request>,
+    pub(super) subscribed: Arc<AtomicBool>,
+    pub(super) notices: mpsc::UnboundedSender<Notice>,
+}
+
 /// The task behind the pub/sub connection.
 pub(super) struct Listener {
     local: MemoryBroker,
-    channels: [String; 2],
-    subscribed: Arc<AtomicBool>,
-    notices: mpsc::UnboundedSender<Notice>,
+    shared: Shared,
+    /// The event channels subscribed to on the current connection.
+    active: HashSet<String>,
     seen: Seen,
     parts: RedisBrokerParts,
 }
 
+/// Why [`Listener::drain`] returned.
+enum Lost {
+    Connection,
+    Shutdown,
+}
+
 impl Listener {
-    pub(super) fn new(
-        local: MemoryBroker,
-        channels: [String; 2],
-        subscribed: Arc<AtomicBool>,
-        notices: mpsc::UnboundedSender<Notice>,
-        parts: RedisBrokerParts,
-    ) -> Self {
+    pub(super) fn new(local: MemoryBroker, shared: Shared, parts: RedisBrokerParts) -> Self {
         Self {
             local,
-            channels,
-            subscribed,
-            notices,
+            shared,
+            active: HashSet::new(),
             seen: Seen::default(),
             parts,
         }
@@ -112,11 +108,11 @@ impl Listener {
     pub(super) async fn run(mut self, first: PubSub) {
         let mut pubsub = first;
         loop {
-            self.drain(&mut pubsub).await;
-            self.subscribed.store(false, Ordering::Release);
-            if self.parts.shutdown.is_cancelled() {
+            if let Lost::Shutdown = self.drain(&mut pubsub).await {
                 return;
             }
+            self.shared.subscribed.store(false, Ordering::Release);
+            self.active.clear();
             let lost_at = self.parts.clock.now();
             tracing::warn!("lost the Redis subscription; publishing answers 503 until it is back");
             let Some(again) = self.resubscribe().await else {
@@ -124,51 +120,96 @@ impl Listener {
             };
             pubsub = again;
             self.catch_up(lost_at).await;
-            self.subscribed.store(true, Ordering::Release);
-            let _ = self.notices.send(Notice::Resync);
+            self.shared.subscribed.store(true, Ordering::Release);
+            let _ = self.shared.notices.send(Notice::Resync);
             tracing::info!("re-subscribed to Redis");
         }
     }
 
-    /// Handles messages until the connection ends, stops answering pings,
-    /// or the service stops.
-    async fn drain(&mut self, (sink, messages): &mut PubSub) {
+    /// Handles messages and the broker's requests until the connection
+    /// ends, stops answering pings, or the service stops.
+    async fn drain(&mut self, (connection, arrivals): &mut PubSub) -> Lost {
         let mut ping = tokio::time::interval(PING_INTERVAL);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ping.reset();
         loop {
-            let message = tokio::select! {
-                () = self.parts.shutdown.cancelled() => return,
-                message = messages.next() => message,
+            tokio::select! {
+                () = self.parts.shutdown.cancelled() => return Lost::Shutdown,
+                push = arrivals.recv() => match push {
+                    Some(push) if push.kind == PushKind::Disconnection => return Lost::Connection,
+                    Some(push) => self.arrived(push).await,
+                    None => return Lost::Connection,
+                },
+                Some(request) = self.shared.requests.recv() => {
+                    if !self.handle(request, connection).await {
+                        return Lost::Connection;
+                    }
+                }
                 _ = ping.tick() => {
-                    match tokio::time::timeout(SUBSCRIBE_TIMEOUT, sink.ping::<redis::Value>()).await {
-                        Ok(Ok(_)) => continue,
-                        _ => return,
+                    if !connection.ping().await {
+                        return Lost::Connection;
                     }
                 }
-            };
-            let Some(message) = message else { return };
-            let payload = message.get_payload_bytes();
-            if message.get_channel_name() == self.channels[0] {
-                match serde_json::from_slice::<WireEvent>(payload) {
-                    Ok(wire) => self.deliver(wire.into(), "redis").await,
-                    Err(error) => {
-                        // Without the payload: it may carry anything.
-                        self.parts.metrics.events_invalid.inc();
-                        tracing::warn!(
-                            category = ?error.classify(),
-                            column = error.column(),
-                            "unreadable event from Redis; skipped"
-                        );
-                    }
+            }
+        }
+    }
+
+    /// Subscribes or unsubscribes as the broker asks; `false` when the
+    /// connection failed.
+    async fn handle(&mut self, request: Request, connection: &mut ShardConnection) -> bool {
+        match request {
+            Request::Subscribe(channels, done) => {
+                let missing: Vec<String> = channels
+                    .into_iter()
+                    .filter(|c| !self.active.contains(c) && self.shared.needs.needs(c))
+                    .collect();
+                let result = connection.subscribe(&missing).await;
+                let ok = result.is_ok();
+                if ok {
+                    self.active.extend(missing);
                 }
-            } else {
-                match serde_json::from_slice::<Notice>(payload) {
-                    Ok(notice) => {
-                        let _ = self.notices.send(notice);
-                    }
-                    Err(error) => tracing::warn!(%error, "unreadable notice from Redis"),
+                let _ = done.send(result);
+                ok
+            }
+            Request::Unsubscribe(channel) => {
+                if self.shared.needs.needs(&channel) || !self.active.remove(&channel) {
+                    return true;
                 }
+                connection.unsubscribe(&[channel]).await.is_ok()
+            }
+        }
+    }
+
+    /// Handles one push from Redis: an event, a notice, or a confirmation.
+    async fn arrived(&mut self, push: PushInfo) {
+        if push.kind != PushKind::SMessage && push.kind != PushKind::Message {
+            return;
+        }
+        let (Some(redis::Value::BulkString(channel)), Some(redis::Value::BulkString(payload))) =
+            (push.data.first(), push.data.get(1))
+        else {
+            return;
+        };
+        if self.shared.channels.carries_events(channel) {
+            self.parts.metrics.broker_events_received.inc();
+            match serde_json::from_slice::<WireEvent>(payload) {
+                Ok(wire) => self.deliver(wire.into(), "redis").await,
+                Err(error) => {
+                    // Without the payload: it may carry anything.
+                    self.parts.metrics.events_invalid.inc();
+                    tracing::warn!(
+                        category = ?error.classify(),
+                        column = error.column(),
+                        "unreadable event from Redis; skipped"
+                    );
+                }
+            }
+        } else if channel.as_slice() == self.shared.channels.notices.as_bytes() {
+            match serde_json::from_slice::<Notice>(payload) {
+                Ok(notice) => {
+                    let _ = self.shared.notices.send(notice);
+                }
+                Err(error) => tracing::warn!(%error, "unreadable notice from Redis"),
             }
         }
     }
@@ -192,12 +233,19 @@ impl Listener {
         }
     }
 
-    /// Subscribes again, backing off while Redis is away; `None` at shutdown.
-    async fn resubscribe(&self) -> Option<PubSub> {
+    /// Subscribes again to the notices and every channel a local stream
+    /// needs, backing off while Redis is away; `None` at shutdown.
+    async fn resubscribe(&mut self) -> Option<PubSub> {
         let mut backoff = crate::redis_link::backoff();
         loop {
-            match subscribe(&self.parts.link, &self.channels).await {
-                Ok(messages) => return Some(messages),
+            let mut wanted = self.shared.needs.all();
+            wanted.push(self.shared.channels.notices.clone());
+            match subscribe(&self.parts.link, &wanted).await {
+                Ok(pubsub) => {
+                    wanted.pop();
+                    self.active = wanted.into_iter().collect();
+                    return Some(pubsub);
+                }
                 Err(error) => tracing::debug!(%error, "Redis still away"),
             }
             if !backoff.wait(&self.parts.shutdown).await {

@@ -163,6 +163,11 @@ impl RedisLink {
         &self.nodes
     }
 
+    /// Whether this is a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.connection, RedisConnection::Cluster(_))
+    }
+
     /// Whether the last command got through.
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Acquire)

@@ -1,6 +1,8 @@
 //! Two instances on a Redis Cluster of the test's own (3 masters, 3
 //! replicas): tickets and events hold across them as on one Redis.
 
+use std::time::Duration;
+
 use serde_json::json;
 
 use super::spawn_pair_with;
@@ -59,4 +61,96 @@ async fn on_a_cluster_an_event_from_either_instance_reaches_streams_on_both() {
             assert_eq!(frame.json(), json!({ "n": n }));
         }
     }
+}
+
+/// The shard channels the cluster knows of, across every master.
+async fn shard_channels(cluster: &RedisCluster, prefix: &str) -> Vec<String> {
+    let mut channels = Vec::new();
+    for port in cluster.masters().await {
+        let mut node = cluster.node(port).await;
+        let on_node: Vec<String> = redis::cmd("PUBSUB")
+            .arg("SHARDCHANNELS")
+            .arg(format!("{prefix}*"))
+            .query_async(&mut node)
+            .await
+            .expect("PUBSUB SHARDCHANNELS");
+        channels.extend(on_node);
+    }
+    channels.sort();
+    channels
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server: .ci/run runs it with SSE_TICKET_TEST_REDIS_URL"]
+async fn an_instance_receives_only_the_events_of_the_channels_its_streams_need() {
+    let cluster = RedisCluster::start().await;
+    let settings = cluster.settings();
+    let prefix = settings.prefix.clone();
+    let (a, b) = spawn_pair_with(settings, |_| {}).await;
+    let events = |name: &str| format!("{prefix}events:{name}");
+    let received = "sse_ticket_broker_events_received_total";
+    let mut orders = a.subscribe("alice", &["orders/*"]).await;
+    // Streams that end when their bearer token expires, later on.
+    let short = |sub: &str, topic: &str| b.token_for(sub, &[topic], &[], Duration::from_secs(120));
+    let mut invoices = b
+        .stream(&b.ticket(&short("bob", "invoices/7"), &["invoices/7"]).await)
+        .await;
+    assert_eq!(
+        shard_channels(&cluster, &prefix).await,
+        vec![
+            events("{invoices}"),
+            events("{orders}"),
+            format!("{prefix}notices")
+        ],
+        "one shard channel per first segment a stream needs, and the notices"
+    );
+
+    for n in 0..5 {
+        a.publish("invoices/7", None, json!(n)).await;
+        b.publish("orders/1", None, json!(n)).await;
+    }
+    for n in 0..5 {
+        assert_eq!(orders.next_event().await.json(), json!(n));
+        assert_eq!(invoices.next_event().await.json(), json!(n));
+    }
+    // Each instance received its own five, none of the other's.
+    assert_eq!(a.metric(received).await, 5.0);
+    assert_eq!(b.metric(received).await, 5.0);
+
+    // A `*` stream listens on the channel every event also goes to.
+    let mut everything = b
+        .stream(&b.ticket(&short("carol", "*"), &["*"]).await)
+        .await;
+    assert!(
+        shard_channels(&cluster, &prefix)
+            .await
+            .contains(&events("*"))
+    );
+    let id = a.publish("orders/2", None, json!("x")).await;
+    assert_eq!(
+        everything.next_event().await.id.as_deref(),
+        Some(id.as_str())
+    );
+    assert_eq!(orders.next_event().await.id.as_deref(), Some(id.as_str()));
+    assert_eq!(b.metric(received).await, 6.0, "by the * channel");
+    assert_eq!(a.metric(received).await, 6.0, "by its shard");
+
+    // The last stream of a channel gone, the instance unsubscribes.
+    b.advance(Duration::from_secs(121));
+    for stream in [&mut invoices, &mut everything] {
+        assert_eq!(stream.next_event().await.event.as_deref(), Some("close"));
+        stream.assert_ends().await;
+    }
+    let deadline = tokio::time::Instant::now() + crate::helpers::PATIENCE;
+    while shard_channels(&cluster, &prefix)
+        .await
+        .contains(&events("{invoices}"))
+    {
+        assert!(tokio::time::Instant::now() < deadline, "unsubscribed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.publish("invoices/7", None, json!("nobody")).await;
+    a.publish("orders/3", None, json!("last")).await;
+    assert_eq!(orders.next_event().await.json(), json!("last"));
+    assert_eq!(b.metric(received).await, 6.0, "nothing more for b");
 }

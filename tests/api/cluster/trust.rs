@@ -107,17 +107,17 @@ async fn a_lift_announced_over_redis_is_checked_against_the_database() {
     // then revokes carol: once carol is refused, the lift was heard too.
     let channel = format!("{prefix}notices");
     let _: i64 = redis
-        .publish(&channel, r#"{"lifted":{"sub":"alice"}}"#)
+        .spublish(&channel, r#"{"lifted":{"sub":"alice"}}"#)
         .await
-        .expect("PUBLISH");
+        .expect("SPUBLISH");
     let at = app.clock.now().timestamp_millis() + 1000;
     let _: i64 = redis
-        .publish(
+        .spublish(
             &channel,
             format!(r#"{{"revoked":{{"sub":"carol","at":{at}}}}}"#),
         )
         .await
-        .expect("PUBLISH");
+        .expect("SPUBLISH");
     let deadline = tokio::time::Instant::now() + crate::helpers::PATIENCE;
     while app.post_sse_token(Some(&carol), None).await.status() != 401 {
         assert!(
