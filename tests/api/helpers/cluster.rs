@@ -24,14 +24,19 @@ impl RedisCluster {
     pub async fn start() -> Self {
         let dir = std::env::temp_dir().join(format!("sse-ticket-cluster-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).expect("a temporary directory");
-        // Six ports that are free now (held together so they differ).
-        let listeners: Vec<_> = (0..6)
-            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port"))
-            .collect();
-        let ports: Vec<u16> = listeners
-            .iter()
-            .map(|l| l.local_addr().expect("address").port())
-            .collect();
+        // Six ports that are free now, each with its cluster bus port
+        // (the port + 10000) free too; held together so they differ.
+        let mut listeners = Vec::new();
+        while listeners.len() < 6 {
+            let port = 20_000 + (uuid::Uuid::new_v4().as_u128() % 25_000) as u16;
+            if let (Ok(client), Ok(bus)) = (
+                std::net::TcpListener::bind(("127.0.0.1", port)),
+                std::net::TcpListener::bind(("127.0.0.1", port + 10_000)),
+            ) {
+                listeners.push((port, client, bus));
+            }
+        }
+        let ports: Vec<u16> = listeners.iter().map(|(port, ..)| *port).collect();
         drop(listeners);
         let mut cluster = Self {
             dir,
