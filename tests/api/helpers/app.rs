@@ -10,7 +10,7 @@ use sse_ticket::auth::{KeySource, MintRequest, Permissions, Subject, TopicPatter
 use sse_ticket::clock::{Clock as _, ManualClock};
 use sse_ticket::{Config, Stopper};
 
-use super::{PATIENCE, SECRET, SseStream, redis_settings, root_certificate, test_redis_url};
+use super::{PATIENCE, SECRET, SseStream, root_certificate, test_redis_settings};
 
 /// A running server and what a test needs to drive it.
 pub struct TestApp {
@@ -70,12 +70,13 @@ pub async fn spawn_app() -> TestApp {
 }
 
 /// The test configuration: HMAC secret, port 0, the given database, and the
-/// Redis backends (a namespace of its own) when `SSE_TICKET_TEST_REDIS_URL` is set.
+/// Redis backends (a namespace of its own) when `SSE_TICKET_TEST_REDIS_CLUSTER_URLS`
+/// or `SSE_TICKET_TEST_REDIS_URL` is set.
 pub fn test_config(database_url: &str) -> Config {
     let mut config = Config::new(KeySource::Secret(SECRET.into()));
     config.bind = "127.0.0.1:0".into();
     config.database_url = database_url.parse().expect("a database URL");
-    config.redis = test_redis_url().map(|url| redis_settings(&url));
+    config.redis = test_redis_settings();
     config
 }
 

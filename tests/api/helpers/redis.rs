@@ -14,6 +14,26 @@ pub fn test_redis_url() -> Option<String> {
         .filter(|url| !url.is_empty())
 }
 
+/// The Redis Cluster seed nodes the suite runs against, if any
+/// (`SSE_TICKET_TEST_REDIS_CLUSTER_URLS`, comma-separated; `.ci/run` starts one).
+pub fn test_redis_cluster_urls() -> Option<String> {
+    std::env::var("SSE_TICKET_TEST_REDIS_CLUSTER_URLS")
+        .ok()
+        .filter(|urls| !urls.is_empty())
+}
+
+/// The Redis backends of [`super::test_config`]: the cluster of
+/// `SSE_TICKET_TEST_REDIS_CLUSTER_URLS` if set, else the Redis of
+/// `SSE_TICKET_TEST_REDIS_URL` if set, each under a fresh prefix.
+pub fn test_redis_settings() -> Option<RedisSettings> {
+    if let Some(urls) = test_redis_cluster_urls() {
+        let mut settings = redis_settings(&urls);
+        settings.cluster = true;
+        return Some(settings);
+    }
+    test_redis_url().map(|url| redis_settings(&url))
+}
+
 /// Redis at `url` under a fresh prefix: instances given the same settings
 /// share tickets and fan-out, and no other test sees them.
 pub fn redis_settings(url: &str) -> RedisSettings {
