@@ -324,3 +324,44 @@ pub(super) fn trusted_proxies(raw: &[String]) -> Result<TrustedProxies, ConfigEr
         problem,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(url: Option<&str>, cluster: bool) -> Result<Option<RedisSettings>, ConfigError> {
+        redis_settings(url.map(Into::into), "p:".into(), cluster)
+    }
+
+    #[test]
+    fn a_cluster_takes_a_list_of_redis_seed_nodes() {
+        let ok = settings(Some("redis://a:7000, rediss://b:7001"), true)
+            .expect("valid")
+            .expect("set");
+        assert!(ok.cluster);
+        for bad in ["redis://a:7000,http://b:7001", "redis://a:7000,", "a:7000"] {
+            let refused = settings(Some(bad), true).expect_err(bad);
+            assert!(
+                matches!(
+                    refused,
+                    ConfigError::Invalid {
+                        name: "SSE_TICKET_REDIS_URL",
+                        ..
+                    }
+                ),
+                "{bad}: {refused}"
+            );
+        }
+        let alone = settings(None, true).expect_err("no seeds");
+        assert!(matches!(
+            alone,
+            ConfigError::Invalid {
+                name: "SSE_TICKET_REDIS_CLUSTER",
+                ..
+            }
+        ));
+        let single = settings(Some("redis://a:7000/0"), false).expect("valid");
+        assert!(single.is_some_and(|s| !s.cluster));
+        assert!(settings(None, false).is_ok_and(|s| s.is_none()));
+    }
+}
