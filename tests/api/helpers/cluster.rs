@@ -130,6 +130,30 @@ impl RedisCluster {
         masters
     }
 
+    /// Whether the master on `port` serves the slot of `key`.
+    pub async fn serves(&self, port: u16, key: &str) -> bool {
+        let mut node = self.node(port).await;
+        let slot: i64 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query_async(&mut node)
+            .await
+            .expect("CLUSTER KEYSLOT");
+        let nodes: String = redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query_async(&mut node)
+            .await
+            .expect("CLUSTER NODES");
+        let myself = nodes
+            .lines()
+            .find(|line| line.contains("myself"))
+            .expect("the node itself");
+        myself.split_whitespace().skip(8).any(|range| {
+            let (low, high) = range.split_once('-').unwrap_or((range, range));
+            matches!((low.parse::<i64>(), high.parse::<i64>()), (Ok(l), Ok(h)) if (l..=h).contains(&slot))
+        })
+    }
+
     /// Kills the node on `port`.
     pub async fn kill(&mut self, port: u16) {
         let i = self.ports.iter().position(|p| *p == port).expect("a node");
