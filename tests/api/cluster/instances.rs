@@ -145,3 +145,46 @@ async fn the_per_subject_cap_holds_across_instances() {
     )
     .await;
 }
+
+#[tokio::test]
+#[ignore = "needs Redis: .ci/run runs it with SSE_TICKET_TEST_REDIS_URL"]
+async fn on_one_redis_an_instance_subscribes_only_to_the_shards_its_streams_need() {
+    let url = crate::helpers::test_redis_url().expect(super::NEEDS_REDIS);
+    let settings = crate::helpers::redis_settings(&url);
+    let prefix = settings.prefix.clone();
+    let (a, b) = super::spawn_pair_with(settings, |_| {}).await;
+    let mut redis = redis::Client::open(url)
+        .expect("URL")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis answers");
+    let received = "sse_ticket_broker_events_received_total";
+    let mut orders = a.subscribe("alice", &["orders/*"]).await;
+    let mut invoices = b.subscribe("bob", &["invoices/7"]).await;
+    let mut channels: Vec<String> = redis::cmd("PUBSUB")
+        .arg("SHARDCHANNELS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut redis)
+        .await
+        .expect("PUBSUB SHARDCHANNELS");
+    channels.sort();
+    let events = |name: &str| format!("{prefix}events:{name}");
+    assert_eq!(
+        channels,
+        [
+            events("{invoices}"),
+            events("{orders}"),
+            format!("{prefix}notices")
+        ]
+    );
+    for n in 0..3 {
+        a.publish("invoices/7", None, json!(n)).await;
+        b.publish("orders", None, json!(n)).await;
+    }
+    for n in 0..3 {
+        assert_eq!(orders.next_event().await.json(), json!(n));
+        assert_eq!(invoices.next_event().await.json(), json!(n));
+    }
+    assert_eq!(a.metric(received).await, 3.0, "its own shard's, no other");
+    assert_eq!(b.metric(received).await, 3.0, "its own shard's, no other");
+}

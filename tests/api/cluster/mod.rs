@@ -22,7 +22,8 @@ use crate::helpers::{
     test_redis_url,
 };
 
-const NEEDS_REDIS: &str = "set SSE_TICKET_TEST_REDIS_URL to a Redis these tests may write to";
+pub(super) const NEEDS_REDIS: &str =
+    "set SSE_TICKET_TEST_REDIS_URL to a Redis these tests may write to";
 
 /// Two instances sharing a Redis namespace, a database and a clock.
 async fn spawn_pair_on(redis_url: &str, tweak: impl Fn(&mut Config)) -> (TestApp, TestApp) {
