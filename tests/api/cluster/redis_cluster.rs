@@ -154,3 +154,50 @@ async fn an_instance_receives_only_the_events_of_the_channels_its_streams_need()
     assert_eq!(orders.next_event().await.json(), json!("last"));
     assert_eq!(b.metric(received).await, 6.0, "nothing more for b");
 }
+
+#[tokio::test]
+#[ignore = "needs redis-server: .ci/run runs it with SSE_TICKET_TEST_REDIS_URL"]
+async fn events_received_per_instance_stay_flat_as_instances_are_added() {
+    let cluster = RedisCluster::start().await;
+    let settings = cluster.settings();
+    let database_url = crate::helpers::fresh_database_url().await;
+    let clock = sse_ticket::clock::ManualClock::default();
+    let received = "sse_ticket_broker_events_received_total";
+    let mut instances = Vec::new();
+    let mut streams = Vec::new();
+    // Each round adds two instances, each with a stream on topics of its
+    // own; every topic gets the same events.
+    for round in 1..=2 {
+        for i in instances.len()..2 * round {
+            let mut config = crate::helpers::test_config(&database_url);
+            config.redis = Some(settings.clone());
+            let app = crate::helpers::spawn_config_with_clock(config, clock.clone()).await;
+            streams.push(app.subscribe("alice", &[&format!("shard{i}/*")]).await);
+            instances.push(app);
+        }
+        let publisher = &instances[0];
+        for n in 0..5 {
+            for i in 0..instances.len() {
+                publisher
+                    .publish(&format!("shard{i}/x"), None, json!(n))
+                    .await;
+            }
+        }
+        for stream in &mut streams {
+            for _ in 0..5 {
+                stream.next_event().await;
+            }
+        }
+        // Every instance received 5 events per round it was there for,
+        // however many instances (and topics) there are.
+        for (i, app) in instances.iter().enumerate() {
+            let rounds = if i < 2 { round } else { round - 1 };
+            assert_eq!(
+                app.metric(received).await,
+                5.0 * rounds as f64,
+                "instance {i} of {}",
+                instances.len()
+            );
+        }
+    }
+}
