@@ -220,6 +220,15 @@ impl Drop for RedisCluster {
         for process in self.processes.iter_mut().flatten() {
             let _ = process.start_kill();
         }
+        // Briefly, so the directory is not written to as it is removed.
+        for process in self.processes.iter_mut().flatten() {
+            for _ in 0..100 {
+                if !matches!(process.try_wait(), Ok(None)) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
