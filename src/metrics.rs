@@ -49,6 +49,14 @@ pub struct CloseLabels {
     pub reason: &'static str,
 }
 
+/// Labels of a pattern's open streams: the pattern, or `(other)` for those
+/// beyond the most counted (see [`crate::fleet::MAX_PATTERN_LABELS`]).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicLabels {
+    /// The pattern as subscribed (`orders/*`).
+    pub pattern: String,
+}
+
 /// Labels of a stream refused for a cap.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StreamRefusalLabels {
@@ -90,6 +98,8 @@ pub struct Metrics {
     pub tickets_outstanding: Gauge<i64, std::sync::atomic::AtomicI64>,
     /// Streams currently open.
     pub streams_open: Gauge,
+    /// Streams open on this instance per subscribed pattern (capped).
+    pub topic_streams: Family<TopicLabels, Gauge>,
     /// Streams closed, by reason.
     pub streams_closed: Family<CloseLabels, Counter>,
     /// Streams detached from the broker for falling too far behind.
@@ -166,6 +176,7 @@ impl Metrics {
         let tickets_outstanding = Gauge::default();
         let streams_open = Gauge::default();
         let streams_closed = Family::<CloseLabels, Counter>::default();
+        let topic_streams = Family::<TopicLabels, Gauge>::default();
         let streams_lagging = Counter::default();
         let streams_refused = Family::<StreamRefusalLabels, Counter>::default();
         let streams_max = Gauge::default();
@@ -207,6 +218,11 @@ impl Metrics {
             "streams_open",
             "Event streams currently open",
             streams_open.clone(),
+        );
+        registry.register(
+            "topic_streams",
+            "Event streams open on this instance per subscribed pattern (the 1,000 with most streams; the rest summed as pattern=\"(other)\")",
+            topic_streams.clone(),
         );
         registry.register(
             "streams_closed",
@@ -304,6 +320,7 @@ impl Metrics {
             tickets_expired,
             tickets_outstanding,
             streams_open,
+            topic_streams,
             streams_closed,
             streams_lagging,
             streams_refused,

@@ -137,6 +137,33 @@ impl TopicPattern {
     }
 }
 
+/// The start of a topic or pattern, as `GET /admin/topics?prefix=` takes
+/// it: up to [`MAX_TOPIC_LEN`] characters of the topic alphabet and `/`
+/// (empty: every pattern).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicPrefix(String);
+
+impl TopicPrefix {
+    /// Parses a prefix.
+    pub fn parse(raw: &str) -> Result<Self, TopicError> {
+        if raw.len() > MAX_TOPIC_LEN {
+            return Err(TopicError::Length);
+        }
+        if !raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._~:@-/".contains(&b))
+        {
+            return Err(TopicError::Character);
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// Whether `pattern` (as text) starts with this prefix.
+    pub fn starts(&self, pattern: &str) -> bool {
+        pattern.starts_with(&self.0)
+    }
+}
+
 /// `topic` equals `prefix` or lies below it (`prefix/…`).
 fn is_within(topic: &str, prefix: &str) -> bool {
     topic

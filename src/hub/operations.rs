@@ -1,7 +1,9 @@
 //! What operators ask of the hub: readiness, gauges, the audit trail, and
 //! a flush of queued writes at shutdown.
 
+use crate::auth::TopicPrefix;
 use crate::db::{AuditQuery, AuditRecord, DbError};
+use crate::fleet::{FleetError, PatternStreams};
 
 use super::Hub;
 
@@ -39,5 +41,16 @@ impl Hub {
     pub async fn refresh_gauges(&self) {
         let held = i64::try_from(self.tickets.outstanding().await).unwrap_or(i64::MAX);
         self.metrics.tickets_outstanding.set(held);
+        self.fleet.refresh_gauge(&self.metrics.topic_streams);
+    }
+
+    /// Open streams per subscribed pattern over every instance sharing the
+    /// Redis (this one alone without), optionally only patterns starting
+    /// with `prefix`, sorted by pattern.
+    pub async fn streams_by_pattern(
+        &self,
+        prefix: Option<&TopicPrefix>,
+    ) -> Result<Vec<PatternStreams>, FleetError> {
+        self.fleet.streams(prefix).await
     }
 }
