@@ -9,6 +9,7 @@ mod instances;
 mod introspection;
 mod jti;
 mod outage;
+mod topics;
 mod trust;
 mod webhook;
 
