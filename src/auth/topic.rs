@@ -288,6 +288,30 @@ mod tests {
     }
 
     #[test]
+    fn a_prefix_is_up_to_255_characters_of_the_topic_alphabet_and_slashes() {
+        for ok in [
+            "",
+            "orders",
+            "orders/",
+            "/",
+            "a.b_c~d:e-f@g/h",
+            &"x".repeat(255),
+        ] {
+            assert!(TopicPrefix::parse(ok).is_ok(), "{ok}");
+        }
+        assert_eq!(
+            TopicPrefix::parse(&"x".repeat(256)),
+            Err(TopicError::Length)
+        );
+        for bad in ["orders/*", "*", "a b", "ä", "a?b", "a%2F"] {
+            assert_eq!(TopicPrefix::parse(bad), Err(TopicError::Character), "{bad}");
+        }
+        let orders = TopicPrefix::parse("orders/").expect("prefix");
+        assert!(orders.starts("orders/*") && orders.starts("orders/42"));
+        assert!(!orders.starts("orders") && !orders.starts("*"));
+    }
+
+    #[test]
     fn prefixes_run_from_the_root_down() {
         let topic = t("a/b/c");
         assert_eq!(topic.prefixes().collect::<Vec<_>>(), ["a", "a/b", "a/b/c"]);

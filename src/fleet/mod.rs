@@ -190,3 +190,43 @@ fn add(total: &mut BTreeMap<String, u64>, counts: BTreeMap<String, u64>) {
         *sum = sum.saturating_add(streams);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    fn gauge_of(gauge: &Family<TopicLabels, Gauge>, pattern: &str) -> Option<i64> {
+        gauge
+            .get(&TopicLabels {
+                pattern: pattern.to_owned(),
+            })
+            .map(|g| g.get())
+    }
+
+    #[test]
+    fn the_metric_names_the_busiest_patterns_and_sums_the_rest() {
+        let fleet = Fleet::new(None, Arc::new(ManualClock::default()));
+        let pattern = |n: usize| TopicPattern::parse(&format!("t/{n:04}")).expect("pattern");
+        let busy = TopicPattern::parse("busy/*").expect("pattern");
+        let mut streams: Vec<CountedStream> = (0..MAX_PATTERN_LABELS + 5)
+            .map(|n| fleet.open(&[pattern(n)]))
+            .collect();
+        let busy = [busy];
+        streams.push(fleet.open(&busy));
+        streams.push(fleet.open(&busy));
+        let gauge = Family::<TopicLabels, Gauge>::default();
+
+        fleet.refresh_gauge(&gauge);
+        assert_eq!(gauge_of(&gauge, "busy/*"), Some(2));
+        // 1,000 labels: busy/* and t/0000..t/0998 (ties by pattern); 6 summed.
+        assert_eq!(gauge_of(&gauge, "t/0998"), Some(1));
+        assert_eq!(gauge_of(&gauge, "t/0999"), None);
+        assert_eq!(gauge_of(&gauge, OTHER_PATTERNS), Some(6));
+
+        streams.clear();
+        fleet.refresh_gauge(&gauge);
+        assert_eq!(gauge_of(&gauge, "busy/*"), None, "closed patterns leave");
+        assert_eq!(gauge_of(&gauge, OTHER_PATTERNS), None);
+    }
+}
