@@ -12,7 +12,7 @@
 mod counts;
 mod report;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use chrono::TimeDelta;
@@ -131,12 +131,11 @@ impl Fleet {
     pub fn refresh_gauge(&self, gauge: &Family<TopicLabels, Gauge>) {
         let mut labelled = self.labelled.lock();
         let now = capped(self.counts.snapshot(), MAX_PATTERN_LABELS);
-        for gone in labelled.iter() {
-            if !now.iter().any(|(pattern, _)| pattern == gone) {
-                gauge.remove(&TopicLabels {
-                    pattern: gone.clone(),
-                });
-            }
+        let kept: HashSet<&str> = now.iter().map(|(pattern, _)| pattern.as_str()).collect();
+        for gone in labelled.iter().filter(|p| !kept.contains(p.as_str())) {
+            gauge.remove(&TopicLabels {
+                pattern: gone.clone(),
+            });
         }
         for (pattern, streams) in &now {
             gauge
