@@ -2,6 +2,7 @@
 //! a token or a raw path: routes are their patterns.
 
 mod auth;
+mod health;
 
 use std::sync::atomic::AtomicU64;
 
@@ -13,6 +14,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 pub use auth::{AuthMetrics, CacheLabels, UpstreamCallLabels, UpstreamLabels};
+pub use health::{BackendLabels, HealthMetrics};
 
 /// Labels of a refused ticket.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -139,6 +141,8 @@ pub struct Metrics {
     pub request_heads_too_large: Counter,
     /// The introspection endpoint or auth webhook: calls, cache, breaker.
     pub auth: AuthMetrics,
+    /// Backend readiness and open files, refreshed before each scrape.
+    pub health: HealthMetrics,
 }
 
 impl Metrics {
@@ -312,6 +316,7 @@ impl Metrics {
             request_duration.clone(),
         );
         let auth = AuthMetrics::register(&mut registry);
+        let health = HealthMetrics::register(&mut registry);
         Self {
             registry,
             tickets_issued,
@@ -339,6 +344,7 @@ impl Metrics {
             requests_timed_out,
             request_heads_too_large,
             auth,
+            health,
         }
     }
 

@@ -10,6 +10,7 @@ mod cluster;
 mod cors;
 mod docs;
 mod docs_page;
+mod fleet;
 mod hardening;
 mod hardening_db;
 mod hardening_edge;
