@@ -15,6 +15,7 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod dev;
+pub mod fleet;
 pub mod http;
 pub mod hub;
 pub mod metrics;

@@ -2,6 +2,7 @@
 //! a token or a raw path: routes are their patterns.
 
 mod auth;
+mod health;
 
 use std::sync::atomic::AtomicU64;
 
@@ -13,6 +14,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 pub use auth::{AuthMetrics, CacheLabels, UpstreamCallLabels, UpstreamLabels};
+pub use health::{BackendLabels, HealthMetrics};
 
 /// Labels of a refused ticket.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -47,6 +49,14 @@ pub struct CloseLabels {
     ///   `SSE_TICKET_WRITE_TIMEOUT` while frames were waiting;
     /// - `shutdown`: the server is stopping.
     pub reason: &'static str,
+}
+
+/// Labels of a pattern's open streams: the pattern, or `(other)` for those
+/// beyond the most counted (see [`crate::fleet::MAX_PATTERN_LABELS`]).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicLabels {
+    /// The pattern as subscribed (`orders/*`).
+    pub pattern: String,
 }
 
 /// Labels of a stream refused for a cap.
@@ -90,6 +100,8 @@ pub struct Metrics {
     pub tickets_outstanding: Gauge<i64, std::sync::atomic::AtomicI64>,
     /// Streams currently open.
     pub streams_open: Gauge,
+    /// Streams open on this instance per subscribed pattern (capped).
+    pub topic_streams: Family<TopicLabels, Gauge>,
     /// Streams closed, by reason.
     pub streams_closed: Family<CloseLabels, Counter>,
     /// Streams detached from the broker for falling too far behind.
@@ -109,8 +121,7 @@ pub struct Metrics {
     /// Events read back from history or Redis that broke the rules of
     /// `/publish`, skipped instead of sent.
     pub events_invalid: Counter,
-    /// Events this instance received from Redis (sharded pub/sub), before
-    /// dropping those it had already delivered.
+    /// Events received from Redis, duplicates included (sharded pub/sub).
     pub broker_events_received: Counter,
     /// Resumes that began with `event: reset`.
     pub replays_reset: Counter,
@@ -132,6 +143,8 @@ pub struct Metrics {
     pub request_heads_too_large: Counter,
     /// The introspection endpoint or auth webhook: calls, cache, breaker.
     pub auth: AuthMetrics,
+    /// Backend readiness and open files, refreshed before each scrape.
+    pub health: HealthMetrics,
 }
 
 impl Metrics {
@@ -169,6 +182,7 @@ impl Metrics {
         let tickets_outstanding = Gauge::default();
         let streams_open = Gauge::default();
         let streams_closed = Family::<CloseLabels, Counter>::default();
+        let topic_streams = Family::<TopicLabels, Gauge>::default();
         let streams_lagging = Counter::default();
         let streams_refused = Family::<StreamRefusalLabels, Counter>::default();
         let streams_max = Gauge::default();
@@ -211,6 +225,11 @@ impl Metrics {
             "streams_open",
             "Event streams currently open",
             streams_open.clone(),
+        );
+        registry.register(
+            "topic_streams",
+            "Event streams open on this instance per subscribed pattern (the 1,000 with most streams; the rest summed as pattern=\"(other)\")",
+            topic_streams.clone(),
         );
         registry.register(
             "streams_closed",
@@ -305,6 +324,7 @@ impl Metrics {
             request_duration.clone(),
         );
         let auth = AuthMetrics::register(&mut registry);
+        let health = HealthMetrics::register(&mut registry);
         Self {
             registry,
             tickets_issued,
@@ -313,6 +333,7 @@ impl Metrics {
             tickets_expired,
             tickets_outstanding,
             streams_open,
+            topic_streams,
             streams_closed,
             streams_lagging,
             streams_refused,
@@ -332,6 +353,7 @@ impl Metrics {
             requests_timed_out,
             request_heads_too_large,
             auth,
+            health,
         }
     }
 

@@ -21,6 +21,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::broker::{Detached, Event, Subscription};
+use crate::fleet::CountedStream;
 use crate::hub::{Hub, OpenedStream};
 use crate::metrics::{CloseLabels, Metrics};
 use crate::revocation::Registration;
@@ -86,6 +87,8 @@ struct Live {
     shutdown: CancellationToken,
     /// Keeps the stream listed under its subject while it lives.
     _registration: Registration,
+    /// Counts the stream under each of its patterns while it lives.
+    _counted: CountedStream,
     /// Fires `period` after the last frame sent; re-armed when it finds a
     /// frame was sent since, so sending an event never touches the timer.
     heartbeat: std::pin::Pin<Box<Sleep>>,
@@ -216,6 +219,7 @@ pub fn frames(hub: &Hub, opened: OpenedStream) -> impl Stream<Item = sse::Event>
         closed: Box::pin(registration.closed.clone().cancelled_owned()),
         shutdown: hub.shutdown().clone(),
         _registration: registration,
+        _counted: hub.fleet().open(ticket.topics()),
         heartbeat: Box::pin(tokio::time::sleep(settings.heartbeat)),
         last_sent: Instant::now(),
         period: settings.heartbeat,

@@ -22,6 +22,6 @@ pub use jwks::is_confidential;
 pub use keys::{KeyError, KeySource};
 pub use mint::{MintError, MintRequest, mint};
 pub use remote::UPSTREAM_TIMEOUT;
-pub use topic::{MAX_TOPIC_LEN, Topic, TopicError, TopicPattern, minimal_cover};
+pub use topic::{MAX_TOPIC_LEN, Topic, TopicError, TopicPattern, TopicPrefix, minimal_cover};
 pub use verifier::{AuthError, LEEWAY, Verifier, VerifierSettings, Verify};
 pub use webhook::WebhookSettings;

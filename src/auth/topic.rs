@@ -137,6 +137,33 @@ impl TopicPattern {
     }
 }
 
+/// The start of a topic or pattern, as `GET /admin/topics?prefix=` takes
+/// it: up to [`MAX_TOPIC_LEN`] characters of the topic alphabet and `/`
+/// (empty: every pattern).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicPrefix(String);
+
+impl TopicPrefix {
+    /// Parses a prefix.
+    pub fn parse(raw: &str) -> Result<Self, TopicError> {
+        if raw.len() > MAX_TOPIC_LEN {
+            return Err(TopicError::Length);
+        }
+        if !raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._~:@-/".contains(&b))
+        {
+            return Err(TopicError::Character);
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// Whether `pattern` (as text) starts with this prefix.
+    pub fn starts(&self, pattern: &str) -> bool {
+        pattern.starts_with(&self.0)
+    }
+}
+
 /// `topic` equals `prefix` or lies below it (`prefix/…`).
 fn is_within(topic: &str, prefix: &str) -> bool {
     topic
@@ -258,6 +285,30 @@ mod tests {
         let cover = minimal_cover(&[p("orders/42"), p("orders/*"), p("user/a"), p("orders/*")]);
         assert_eq!(cover, vec![p("orders/*"), p("user/a")]);
         assert_eq!(minimal_cover(&[p("a"), p("*")]), vec![p("*")]);
+    }
+
+    #[test]
+    fn a_prefix_is_up_to_255_characters_of_the_topic_alphabet_and_slashes() {
+        for ok in [
+            "",
+            "orders",
+            "orders/",
+            "/",
+            "a.b_c~d:e-f@g/h",
+            &"x".repeat(255),
+        ] {
+            assert!(TopicPrefix::parse(ok).is_ok(), "{ok}");
+        }
+        assert_eq!(
+            TopicPrefix::parse(&"x".repeat(256)),
+            Err(TopicError::Length)
+        );
+        for bad in ["orders/*", "*", "a b", "ä", "a?b", "a%2F"] {
+            assert_eq!(TopicPrefix::parse(bad), Err(TopicError::Character), "{bad}");
+        }
+        let orders = TopicPrefix::parse("orders/").expect("prefix");
+        assert!(orders.starts("orders/*") && orders.starts("orders/42"));
+        assert!(!orders.starts("orders") && !orders.starts("*"));
     }
 
     #[test]

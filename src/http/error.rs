@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::auth::AuthError;
 use crate::broker::BrokerError;
 use crate::db::DbError;
+use crate::fleet::FleetError;
 use crate::hub::{BearerError, IssueTicketError, OpenStreamError, PublishError, RevocationError};
 use crate::ticket::IssueError;
 
@@ -378,6 +379,12 @@ impl From<RevocationError> for ApiError {
         match e {
             RevocationError::Database(_) => Self::unavailable(&e),
         }
+    }
+}
+
+impl From<FleetError> for ApiError {
+    fn from(e: FleetError) -> Self {
+        Self::unavailable(&e)
     }
 }
 

@@ -14,6 +14,7 @@ mod publish;
 mod sse_token;
 mod stream;
 mod token_exchange;
+mod topics;
 
 use actix_cors::Cors;
 use actix_web::http::{Method, header};
@@ -70,6 +71,7 @@ routes! {
     "/admin/revocations" cors=false { GET => admin::revocations }
     "/admin/revoke/{sub}" cors=false { DELETE => admin::lift }
     "/admin/audit" cors=false { GET => admin::audit }
+    "/admin/topics" cors=false { GET => topics::streams }
     "/demo" cors=false { GET => demo::redirect }
     "/demo/" cors=false { GET => demo::page }
     "/demo/sse-ticket.js" cors=false { GET => demo::client }

@@ -26,6 +26,7 @@ use crate::broker::Broker;
 use crate::client_ip::{IpBinding, TrustedProxies};
 use crate::clock::SharedClock;
 use crate::db::{AuditAction, AuditRecord, BatchWriter, Database, StoredEvent};
+use crate::fleet::Fleet;
 use crate::metrics::Metrics;
 use crate::revocation::{Revocations, StreamRegistry};
 use crate::ticket::{Ticket, TicketStore};
@@ -71,6 +72,8 @@ pub struct Hub {
     pub(crate) trusted_proxies: TrustedProxies,
     /// Whether tickets are redeemable only from the IP that requested them.
     pub(crate) ip_binding: IpBinding,
+    /// Open streams per pattern, here and on the other instances.
+    pub(crate) fleet: Arc<Fleet>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -106,6 +109,10 @@ impl Hub {
     /// Proxies whose `Forwarded` / `X-Forwarded-For` name the client.
     pub fn trusted_proxies(&self) -> &TrustedProxies {
         &self.trusted_proxies
+    }
+    /// Open streams per pattern, here and on the other instances.
+    pub fn fleet(&self) -> &Fleet {
+        &self.fleet
     }
     /// Cancelled when the service shuts down.
     pub fn shutdown(&self) -> &CancellationToken {

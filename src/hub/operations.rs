@@ -1,24 +1,24 @@
 //! What operators ask of the hub: readiness, gauges, the audit trail, and
 //! a flush of queued writes at shutdown.
 
+use crate::auth::TopicPrefix;
 use crate::db::{AuditQuery, AuditRecord, DbError};
+use crate::fleet::{FleetError, PatternStreams};
 
 use super::Hub;
 
 impl Hub {
-    /// Each backend with its state: `Err` says why it is not ready.
+    /// Each backend with its state: `Err` says why it is not ready. The
+    /// backends are asked at once, so a hung one delays the answer by its
+    /// own deadline only.
     pub async fn readiness(&self) -> Vec<(&'static str, Result<(), String>)> {
+        let (database, tickets, broker) =
+            futures_util::join!(self.db.ping(), self.tickets.ping(), self.broker.ping());
         vec![
             self.verifier.readiness(),
-            ("database", self.db.ping().await.map_err(|e| e.to_string())),
-            (
-                "tickets",
-                self.tickets.ping().await.map_err(|e| e.to_string()),
-            ),
-            (
-                "broker",
-                self.broker.ping().await.map_err(|e| e.to_string()),
-            ),
+            ("database", database.map_err(|e| e.to_string())),
+            ("tickets", tickets.map_err(|e| e.to_string())),
+            ("broker", broker.map_err(|e| e.to_string())),
         ]
     }
 
@@ -35,9 +35,24 @@ impl Hub {
         self.db.audit(query).await
     }
 
-    /// Refreshes gauges that are read from the backends, before a scrape.
+    /// Refreshes gauges that are read from the backends and the system
+    /// (tickets held, backend readiness, open files), before a scrape.
     pub async fn refresh_gauges(&self) {
         let held = i64::try_from(self.tickets.outstanding().await).unwrap_or(i64::MAX);
         self.metrics.tickets_outstanding.set(held);
+        self.fleet.refresh_gauge(&self.metrics.topic_streams);
+        let health = &self.metrics.health;
+        health.record_readiness(&self.readiness().await);
+        health.refresh_open_files();
+    }
+
+    /// Open streams per subscribed pattern over every instance sharing the
+    /// Redis (this one alone without), optionally only patterns starting
+    /// with `prefix`, sorted by pattern.
+    pub async fn streams_by_pattern(
+        &self,
+        prefix: Option<&TopicPrefix>,
+    ) -> Result<Vec<PatternStreams>, FleetError> {
+        self.fleet.streams(prefix).await
     }
 }

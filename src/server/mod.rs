@@ -21,6 +21,7 @@ use crate::clock::SharedClock;
 use crate::config::{Config, TlsSetting};
 use crate::db::{BatchWriter, Database, DbError, StoredEvent};
 use crate::dev::DevTokens;
+use crate::fleet::Fleet;
 use crate::http;
 use crate::hub::{Hub, StreamSettings};
 use crate::metrics::Metrics;
@@ -114,7 +115,9 @@ impl Server {
         };
         let shutdown = CancellationToken::new();
         let db = Database::open(&config.database_url).await?;
-        let (tickets, broker) = backends(&config, &db, &clock, &metrics, &shutdown).await?;
+        let (tickets, broker, link) = backends(&config, &db, &clock, &metrics, &shutdown).await?;
+        let fleet = Arc::new(Fleet::new(link, clock.clone()));
+        tokio::spawn(fleet.clone().run_reporter(shutdown.clone()));
 
         let idle = crate::clock::span(config.tickets.ttl);
         let expired = metrics.tickets_expired.clone();
@@ -184,6 +187,7 @@ impl Server {
             history,
             trusted_proxies: config.trusted_proxies.clone(),
             ip_binding: config.bind_ticket_to_ip,
+            fleet,
         });
         spawn_key_warm_up(hub.clone(), shutdown.clone());
         if let Some(notices) = hub.broker.notices() {
@@ -295,19 +299,28 @@ impl Server {
     }
 }
 
-/// The ticket store and the broker: in memory, or in Redis when configured.
+/// The ticket store, the broker and the Redis link: in memory (no link), or
+/// in Redis when configured.
 async fn backends(
     config: &Config,
     db: &Database,
     clock: &SharedClock,
     metrics: &Arc<Metrics>,
     shutdown: &CancellationToken,
-) -> Result<(Arc<dyn TicketStore>, Arc<dyn Broker>), StartError> {
+) -> Result<
+    (
+        Arc<dyn TicketStore>,
+        Arc<dyn Broker>,
+        Option<Arc<RedisLink>>,
+    ),
+    StartError,
+> {
     use secrecy::ExposeSecret as _;
     let Some(redis) = &config.redis else {
         return Ok((
             Arc::new(MemoryStore::new(config.tickets)),
             Arc::new(MemoryBroker::new()),
+            None,
         ));
     };
     let link = RedisLink::connect(redis.url.expose_secret(), &redis.prefix, redis.cluster).await?;
@@ -322,7 +335,8 @@ async fn backends(
     tokio::spawn(link.clone().run_prober(shutdown.clone()));
     tracing::info!(prefix = %redis.prefix, "tickets and fan-out go through Redis");
     Ok((
-        Arc::new(RedisStore::new(link, config.tickets)),
+        Arc::new(RedisStore::new(link.clone(), config.tickets)),
         Arc::new(broker),
+        Some(link),
     ))
 }

@@ -1,6 +1,7 @@
 //! Black-box tests: each starts the real server on 127.0.0.1:0 and talks HTTP.
 
 mod admin;
+mod admin_topics;
 mod architecture;
 mod bearer;
 mod browser;
@@ -9,6 +10,7 @@ mod cluster;
 mod cors;
 mod docs;
 mod docs_page;
+mod fleet;
 mod hardening;
 mod hardening_db;
 mod hardening_edge;

@@ -11,6 +11,7 @@ mod introspection;
 mod jti;
 mod outage;
 mod redis_cluster;
+mod topics;
 mod trust;
 mod webhook;
 

@@ -331,6 +331,24 @@ impl TestApp {
         self.stopper.clone()
     }
 
+    /// `GET /admin/topics<query>` as an admin.
+    pub async fn get_admin_topics(&self, query: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(&format!("/admin/topics{query}")))
+            .bearer_auth(self.admin_token("ops"))
+            .send()
+            .await
+            .expect("GET /admin/topics")
+    }
+
+    /// The `topics` of `GET /admin/topics<query>`, asserting a 200.
+    pub async fn admin_topics(&self, query: &str) -> Value {
+        let response = self.get_admin_topics(query).await;
+        assert_eq!(response.status(), 200, "GET /admin/topics{query}");
+        let json: Value = response.json().await.expect("JSON");
+        json["topics"].clone()
+    }
+
     /// `POST /admin/revoke` for `sub`, as an admin.
     pub async fn revoke(&self, sub: &str) -> reqwest::Response {
         self.client

@@ -211,6 +211,22 @@ async fn cases(app: &TestApp) -> Vec<Case> {
         },
         Case {
             method: "GET",
+            path: "/admin/topics",
+            status: 200,
+            response: admin_call(reqwest::Method::GET, "/admin/topics?prefix=user/", &admin)
+                .await
+                .expect("topics"),
+        },
+        Case {
+            method: "GET",
+            path: "/admin/topics",
+            status: 403,
+            response: admin_call(reqwest::Method::GET, "/admin/topics", &subscriber)
+                .await
+                .expect("topics"),
+        },
+        Case {
+            method: "GET",
             path: "/demo",
             status: 404,
             response: get("/demo").await.expect("demo"),
