@@ -8,25 +8,11 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::spawn_pair_with;
-use crate::helpers::{RedisCluster, SseStream, assert_error, resume};
+use super::{collect_until_end, spawn_pair_with};
+use crate::helpers::{RedisCluster, assert_error, resume};
 
 /// Longest a failover may take, from the kill to publishes succeeding again.
 const RECOVERY: Duration = Duration::from_secs(30);
-
-/// Collects the ids of `stream`'s events until one of type `end`.
-fn collect_until_end(mut stream: SseStream) -> tokio::task::JoinHandle<Vec<String>> {
-    tokio::spawn(async move {
-        let mut ids = Vec::new();
-        loop {
-            let frame = stream.next_event().await;
-            if frame.event.as_deref() == Some("end") {
-                return ids;
-            }
-            ids.push(frame.id.expect("an event id"));
-        }
-    })
-}
 
 #[tokio::test]
 #[ignore = "needs redis-server: .ci/run runs it with SSE_TICKET_TEST_REDIS_URL"]

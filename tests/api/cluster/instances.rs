@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::spawn_pair;
+use super::{assert_exactly_one_redeems, spawn_pair};
 use crate::helpers::{assert_error, resume};
 
 #[tokio::test]
@@ -22,19 +22,7 @@ async fn a_ticket_from_one_instance_redeems_exactly_once_on_either() {
 
     // A race of 60 connects with one ticket, half on each instance.
     let ticket = b.ticket(&alice, &[]).await;
-    let attempts = (0..60).map(|i| if i % 2 == 0 { &a } else { &b }.get_stream(&ticket));
-    let responses = futures_util::future::join_all(attempts).await;
-    let statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 200).count(),
-        1,
-        "{statuses:?}"
-    );
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 401).count(),
-        59,
-        "{statuses:?}"
-    );
+    assert_exactly_one_redeems(&a, &b, &ticket, 60).await;
 }
 
 #[tokio::test]

@@ -19,7 +19,7 @@ use sse_ticket::Config;
 use sse_ticket::clock::ManualClock;
 
 use crate::helpers::{
-    TestApp, fresh_database_url, redis_settings, spawn_config_with_clock, test_config,
+    SseStream, TestApp, fresh_database_url, redis_settings, spawn_config_with_clock, test_config,
     test_redis_url,
 };
 
@@ -47,6 +47,31 @@ async fn spawn_pair_with(
     let a = spawn_config_with_clock(config(), clock.clone()).await;
     let b = spawn_config_with_clock(config(), clock).await;
     (a, b)
+}
+
+/// Collects the ids of `stream`'s events until one of type `end`.
+fn collect_until_end(mut stream: SseStream) -> tokio::task::JoinHandle<Vec<String>> {
+    tokio::spawn(async move {
+        let mut ids = Vec::new();
+        loop {
+            let frame = stream.next_event().await;
+            if frame.event.as_deref() == Some("end") {
+                return ids;
+            }
+            ids.push(frame.id.expect("an event id"));
+        }
+    })
+}
+
+/// `attempts` concurrent connects with one `ticket`, half on each instance:
+/// exactly one opens a stream, every other gets `401`.
+async fn assert_exactly_one_redeems(a: &TestApp, b: &TestApp, ticket: &str, attempts: usize) {
+    let connects = (0..attempts).map(|i| if i % 2 == 0 { a } else { b }.get_stream(ticket));
+    let responses = futures_util::future::join_all(connects).await;
+    let statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
+    let count = |status| statuses.iter().filter(|s| **s == status).count();
+    assert_eq!(count(200), 1, "{statuses:?}");
+    assert_eq!(count(401), attempts - 1, "{statuses:?}");
 }
 
 /// Two instances on the suite's Redis (see [`spawn_pair_on`]).

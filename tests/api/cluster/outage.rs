@@ -5,22 +5,8 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::{NEEDS_REDIS, spawn_pair_on};
-use crate::helpers::{OwnRedis, SseStream, TestApp, assert_error, test_redis_url};
-
-/// Collects the ids of `stream`'s events until one of type `end`.
-fn collect_until_end(mut stream: SseStream) -> tokio::task::JoinHandle<Vec<String>> {
-    tokio::spawn(async move {
-        let mut ids = Vec::new();
-        loop {
-            let frame = stream.next_event().await;
-            if frame.event.as_deref() == Some("end") {
-                return ids;
-            }
-            ids.push(frame.id.expect("an event id"));
-        }
-    })
-}
+use super::{NEEDS_REDIS, collect_until_end, spawn_pair_on};
+use crate::helpers::{OwnRedis, TestApp, assert_error, test_redis_url};
 
 /// Polls `path` on `app` until it answers `status`.
 async fn wait_for_status(app: &TestApp, path: &str, status: u16) -> Value {

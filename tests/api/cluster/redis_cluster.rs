@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::spawn_pair_with;
+use super::{assert_exactly_one_redeems, spawn_pair_with};
 use crate::helpers::{RedisCluster, assert_error};
 
 #[tokio::test]
@@ -29,19 +29,7 @@ async fn on_a_cluster_a_ticket_redeems_exactly_once_on_either_instance() {
 
     // A race of 40 connects with one ticket, half on each instance.
     let ticket = b.ticket(&alice, &[]).await;
-    let attempts = (0..40).map(|i| if i % 2 == 0 { &a } else { &b }.get_stream(&ticket));
-    let responses = futures_util::future::join_all(attempts).await;
-    let statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 200).count(),
-        1,
-        "{statuses:?}"
-    );
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 401).count(),
-        39,
-        "{statuses:?}"
-    );
+    assert_exactly_one_redeems(&a, &b, &ticket, 40).await;
 }
 
 #[tokio::test]
