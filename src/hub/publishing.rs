@@ -31,7 +31,9 @@ pub enum PublishError {
     /// The token may not publish to the topic.
     #[error("the token may not publish to {0:?}")]
     Forbidden(String),
-    /// The broker cannot take it (nothing was stored).
+    /// The broker cannot take it: refused before anything was stored, or
+    /// (Redis lost between the check and the publish) after the history
+    /// stored it, where a resume may still deliver it.
     #[error(transparent)]
     Broker(#[from] BrokerError),
     /// The history could not store it (nobody received it).

@@ -127,11 +127,23 @@ async fn a_master_killed_mid_publish_loses_no_acknowledged_event() {
             accepted.len()
         );
     }
-    // And history replays them all, in order, on either instance.
+    // And history replays them all, in order, on either instance. An event
+    // answered 503 after the history stored it (Redis lost between the store
+    // and the fan-out) may be replayed between them: a 503 is "not
+    // acknowledged", not "never delivered".
     let (first, rest) = accepted.split_first().expect("some events accepted");
     let mut replay = resume(&b, "dave", &[topic], first).await;
     for id in rest {
-        let frame = replay.next_event().await;
-        assert_eq!(frame.id.as_deref(), Some(id.as_str()), "replayed in order");
+        loop {
+            let frame = replay.next_event().await;
+            let got = frame.id.expect("an event id");
+            if got == *id {
+                break;
+            }
+            assert!(
+                !accepted.contains(&got),
+                "replayed in order: {got} came where {id} was due"
+            );
+        }
     }
 }
