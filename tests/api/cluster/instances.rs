@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::{assert_exactly_one_redeems, spawn_pair};
+use super::{assert_events_reach_both, assert_exactly_one_redeems, spawn_pair};
 use crate::helpers::{assert_error, resume};
 
 #[tokio::test]
@@ -29,19 +29,7 @@ async fn a_ticket_from_one_instance_redeems_exactly_once_on_either() {
 #[ignore = "needs Redis: .ci/run runs it with SSE_TICKET_TEST_REDIS_URL"]
 async fn an_event_published_on_one_instance_reaches_streams_on_both() {
     let (a, b) = spawn_pair(|_| {}).await;
-    let mut on_a = a.subscribe("alice", &["orders/*"]).await;
-    let mut on_b = b.subscribe("bob", &["orders/42"]).await;
-    for (publisher, n) in [(&a, 1), (&b, 2)] {
-        let id = publisher
-            .publish("orders/42", Some("order.paid"), json!({ "n": n }))
-            .await;
-        for stream in [&mut on_a, &mut on_b] {
-            let frame = stream.next_event().await;
-            assert_eq!(frame.id.as_deref(), Some(id.as_str()), "same id everywhere");
-            assert_eq!(frame.event.as_deref(), Some("order.paid"));
-            assert_eq!(frame.json(), json!({ "n": n }));
-        }
-    }
+    assert_events_reach_both(&a, &b).await;
 }
 
 #[tokio::test]

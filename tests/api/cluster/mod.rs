@@ -15,6 +15,7 @@ mod topics;
 mod trust;
 mod webhook;
 
+use serde_json::json;
 use sse_ticket::Config;
 use sse_ticket::clock::ManualClock;
 
@@ -72,6 +73,24 @@ async fn assert_exactly_one_redeems(a: &TestApp, b: &TestApp, ticket: &str, atte
     let count = |status| statuses.iter().filter(|s| **s == status).count();
     assert_eq!(count(200), 1, "{statuses:?}");
     assert_eq!(count(401), attempts - 1, "{statuses:?}");
+}
+
+/// An event published on either instance reaches a stream on each, with
+/// one id, its type and its data.
+async fn assert_events_reach_both(a: &TestApp, b: &TestApp) {
+    let mut on_a = a.subscribe("alice", &["orders/*"]).await;
+    let mut on_b = b.subscribe("bob", &["orders/42"]).await;
+    for (publisher, n) in [(a, 1), (b, 2)] {
+        let id = publisher
+            .publish("orders/42", Some("order.paid"), json!({ "n": n }))
+            .await;
+        for stream in [&mut on_a, &mut on_b] {
+            let frame = stream.next_event().await;
+            assert_eq!(frame.id.as_deref(), Some(id.as_str()), "same id everywhere");
+            assert_eq!(frame.event.as_deref(), Some("order.paid"));
+            assert_eq!(frame.json(), json!({ "n": n }));
+        }
+    }
 }
 
 /// Two instances on the suite's Redis (see [`spawn_pair_on`]).

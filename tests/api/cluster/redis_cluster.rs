@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{assert_exactly_one_redeems, spawn_pair_with};
+use super::{assert_events_reach_both, assert_exactly_one_redeems, spawn_pair_with};
 use crate::helpers::{RedisCluster, assert_error};
 
 #[tokio::test]
@@ -37,18 +37,7 @@ async fn on_a_cluster_a_ticket_redeems_exactly_once_on_either_instance() {
 async fn on_a_cluster_an_event_from_either_instance_reaches_streams_on_both() {
     let cluster = RedisCluster::start().await;
     let (a, b) = spawn_pair_with(cluster.settings(), |_| {}).await;
-    let mut on_a = a.subscribe("alice", &["orders/*"]).await;
-    let mut on_b = b.subscribe("bob", &["orders/42"]).await;
-    for (publisher, n) in [(&a, 1), (&b, 2)] {
-        let id = publisher
-            .publish("orders/42", Some("order.paid"), json!({ "n": n }))
-            .await;
-        for stream in [&mut on_a, &mut on_b] {
-            let frame = stream.next_event().await;
-            assert_eq!(frame.id.as_deref(), Some(id.as_str()), "same id everywhere");
-            assert_eq!(frame.json(), json!({ "n": n }));
-        }
-    }
+    assert_events_reach_both(&a, &b).await;
 }
 
 /// The shard channels the cluster knows of, across every master.
