@@ -5,7 +5,7 @@
 //! and to the event channels its own streams need (see [`super::shards`]
 //! for the rule): subscribed when the first stream of a channel opens,
 //! unsubscribed when the last closes. A publish `SPUBLISH`es the event, as
-//! JSON, to its topic's channel and to `events:*`; each instance that
+//! JSON, to its topic's channel, its prefixes' and `events:*`; each instance that
 //! listens, the publisher included, hands what arrives to its in-process
 //! [`MemoryBroker`], which fans it out to the local streams. Events keep
 //! their ids, so a client resumes on any instance from the shared history.
@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Utc};
+use futures_util::future::try_join_all;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -172,13 +173,15 @@ impl RedisBroker {
         }
     }
 
-    async fn send(&self, channels: &[&str], payload: String) -> Result<(), BrokerError> {
-        let mut pipe = redis::pipe();
-        for channel in channels {
-            pipe.cmd("SPUBLISH").arg(*channel).arg(&payload).ignore();
-        }
+    async fn send(&self, channel: &str, payload: &str) -> Result<(), BrokerError> {
         self.link
-            .run(|mut c| async move { pipe.query_async::<()>(&mut c).await })
+            .run(|mut c| async move {
+                redis::cmd("SPUBLISH")
+                    .arg(channel)
+                    .arg(payload)
+                    .query_async::<()>(&mut c)
+                    .await
+            })
             .await
             .map_err(|e| BrokerError::Unavailable(e.to_string()))
     }
@@ -193,10 +196,10 @@ impl Broker for RedisBroker {
         self.ready()?;
         let payload = serde_json::to_string(&WireEvent::from(&*event))
             .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
-        // The topic's shard, and the channel of `*` streams (always: one
-        // more SPUBLISH per event, received only where a `*` stream is).
-        let shard = self.channels.of_topic(event.topic());
-        self.send(&[&shard, &self.channels.all], payload).await?;
+        // All at once, each on its own: on a cluster the channels live on
+        // several slots; on one Redis the connection pipelines them.
+        let channels = self.channels.of_topic(event.topic());
+        try_join_all(channels.iter().map(|channel| self.send(channel, &payload))).await?;
         // Delivered by the listener, when the event comes back from Redis.
         Ok(Fanout::default())
     }
@@ -251,7 +254,7 @@ impl Broker for RedisBroker {
         }
         let payload =
             serde_json::to_string(notice).map_err(|e| BrokerError::Unavailable(e.to_string()))?;
-        self.send(&[&self.channels.notices], payload).await
+        self.send(&self.channels.notices, &payload).await
     }
 
     fn notices(&self) -> Option<mpsc::UnboundedReceiver<Notice>> {

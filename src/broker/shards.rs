@@ -1,12 +1,17 @@
-//! Sharded fan-out: which Redis channel an event goes to and which channels
+//! Sharded fan-out: which Redis channels an event goes to and which channel
 //! a stream needs, how many local streams need each channel, and the
 //! instance's connection that `SSUBSCRIBE`s to exactly those.
 //!
-//! The rule: shard by a topic's first segment. Topic `orders/42` goes to
-//! `<prefix>events:{orders}`; the patterns `orders/*` and `orders/42` need
-//! that channel. Every event is also published to `<prefix>events:*`, which
-//! only instances holding a `*` stream subscribe to. The hash tag `{orders}`
-//! keeps every channel of one first segment on one cluster slot.
+//! The rule: a channel per topic and per prefix. An event on `orders/42`
+//! goes to `<prefix>events:{orders/42}` (its topic's), `<prefix>events:{orders/*}`
+//! and `<prefix>events:{orders/42/*}` (its prefixes', for `…/*` streams), and
+//! `<prefix>events:*` (for `*` streams); a stream on `orders/42` needs
+//! `{orders/42}`, one on `orders/*` needs `{orders/*}`. An instance thus
+//! receives only the events of topics its own streams subscribe to. The hash
+//! tag is the whole topic or prefix, so channels spread over a cluster's
+//! slots. Prefixes count up to [`PREFIX_DEPTH`] segments: a deeper `…/*`
+//! stream listens on the channel of its first segments and its instance
+//! drops the rest locally.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,6 +28,11 @@ use crate::redis_link::RedisLink;
 
 /// How long connecting, subscribing or a ping may take.
 const TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Prefixes longer than this many segments share the channel of their
+/// first `PREFIX_DEPTH`: an event goes to at most `PREFIX_DEPTH + 2`
+/// channels, however deep its topic.
+pub(super) const PREFIX_DEPTH: usize = 4;
 
 /// The channel names of one deployment.
 #[derive(Debug, Clone)]
@@ -43,16 +53,31 @@ impl Channels {
         }
     }
 
-    /// The shard channel of `topic`: `<prefix>events:{<first segment>}`.
-    pub(super) fn of_topic(&self, topic: &Topic) -> String {
-        self.of_segment(first_segment(topic))
+    /// Every channel an event on `topic` goes to: its own, that of each of
+    /// its first [`PREFIX_DEPTH`] prefixes (itself included, which `topic/*`
+    /// names too), and `*`'s.
+    pub(super) fn of_topic(&self, topic: &Topic) -> Vec<String> {
+        let mut channels = Vec::with_capacity(PREFIX_DEPTH + 2);
+        channels.push(self.exact(topic.as_str()));
+        channels.extend(
+            topic
+                .prefixes()
+                .take(PREFIX_DEPTH)
+                .map(|prefix| self.below(prefix)),
+        );
+        channels.push(self.all.clone());
+        channels
     }
 
     /// The channel a stream on `pattern` needs.
     pub(super) fn of_pattern(&self, pattern: &TopicPattern) -> String {
         match pattern {
             TopicPattern::All => self.all.clone(),
-            TopicPattern::Prefix(t) | TopicPattern::Exact(t) => self.of_topic(t),
+            TopicPattern::Exact(topic) => self.exact(topic.as_str()),
+            TopicPattern::Prefix(prefix) => {
+                let shared = prefix.prefixes().take(PREFIX_DEPTH).last();
+                self.below(shared.unwrap_or(prefix.as_str()))
+            }
         }
     }
 
@@ -61,14 +86,15 @@ impl Channels {
         channel.starts_with(self.events.as_bytes())
     }
 
-    fn of_segment(&self, segment: &str) -> String {
-        format!("{}{{{segment}}}", self.events)
+    /// `<prefix>events:{orders/42}`.
+    fn exact(&self, topic: &str) -> String {
+        format!("{}{{{topic}}}", self.events)
     }
-}
 
-fn first_segment(topic: &Topic) -> &str {
-    let raw = topic.as_str();
-    raw.split('/').next().unwrap_or(raw)
+    /// `<prefix>events:{orders/*}`.
+    fn below(&self, prefix: &str) -> String {
+        format!("{}{{{prefix}/*}}", self.events)
+    }
 }
 
 /// What the broker asks of the listener, in order.
@@ -267,22 +293,89 @@ impl ShardConnection {
 mod tests {
     use super::*;
 
-    #[test]
-    fn topics_and_patterns_map_to_the_channel_of_their_first_segment() {
-        let channels = Channels {
+    fn channels() -> Channels {
+        Channels {
             events: "p:events:".into(),
             all: "p:events:*".into(),
             notices: "p:notices".into(),
-        };
-        let topic = |raw| Topic::parse(raw).expect("topic");
-        let pattern = |raw| channels.of_pattern(&TopicPattern::parse(raw).expect("pattern"));
-        assert_eq!(channels.of_topic(&topic("orders/42")), "p:events:{orders}");
-        assert_eq!(channels.of_topic(&topic("orders")), "p:events:{orders}");
-        assert_eq!(pattern("orders/*"), "p:events:{orders}");
-        assert_eq!(pattern("orders/42/lines"), "p:events:{orders}");
-        assert_eq!(pattern("*"), "p:events:*");
-        assert!(channels.carries_events(b"p:events:{orders}"));
+        }
+    }
+
+    fn topic(raw: &str) -> Topic {
+        Topic::parse(raw).expect("topic")
+    }
+
+    fn pattern(raw: &str) -> TopicPattern {
+        TopicPattern::parse(raw).expect("pattern")
+    }
+
+    #[test]
+    fn an_event_goes_to_its_topic_its_prefixes_and_everything() {
+        let channels = channels();
+        assert_eq!(
+            channels.of_topic(&topic("orders/42")),
+            [
+                "p:events:{orders/42}",
+                "p:events:{orders/*}",
+                "p:events:{orders/42/*}",
+                "p:events:*"
+            ]
+        );
+        assert_eq!(
+            channels.of_topic(&topic("orders")),
+            ["p:events:{orders}", "p:events:{orders/*}", "p:events:*"]
+        );
+        let deep = channels.of_topic(&topic("a/b/c/d/e/f"));
+        assert_eq!(deep.len(), PREFIX_DEPTH + 2, "{deep:?}");
+        assert_eq!(deep[PREFIX_DEPTH], "p:events:{a/b/c/d/*}");
+        assert!(channels.carries_events(b"p:events:{orders/42}"));
         assert!(!channels.carries_events(b"p:notices"));
+    }
+
+    #[test]
+    fn a_stream_needs_one_channel_that_every_matching_event_goes_to() {
+        let channels = channels();
+        let of = |raw| channels.of_pattern(&pattern(raw));
+        assert_eq!(of("orders/42"), "p:events:{orders/42}");
+        assert_eq!(of("orders/*"), "p:events:{orders/*}");
+        assert_eq!(of("*"), "p:events:*");
+        assert_eq!(
+            of("a/b/c/d/e/*"),
+            "p:events:{a/b/c/d/*}",
+            "shared below the depth"
+        );
+        // The rule's promise, both ways: a stream's channel carries every
+        // event its pattern matches, and an exact stream's no other topic's.
+        let topics = [
+            "orders",
+            "orders/42",
+            "orders/42/lines",
+            "ordersx",
+            "a/b/c/d/e",
+            "a/b/c/d/e/f/g",
+            "a/b/c/d/x",
+        ];
+        let patterns = [
+            "orders",
+            "orders/42",
+            "orders/*",
+            "orders/42/*",
+            "a/b/c/d/e/*",
+            "a/b/*",
+            "*",
+        ];
+        for raw_pattern in patterns {
+            let needed = of(raw_pattern);
+            for raw_topic in topics {
+                let carried = channels.of_topic(&topic(raw_topic)).contains(&needed);
+                if pattern(raw_pattern).matches(&topic(raw_topic)) {
+                    assert!(carried, "{raw_pattern} misses {raw_topic}");
+                } else if raw_pattern != "a/b/c/d/e/*" {
+                    // (Deeper than PREFIX_DEPTH: its instance filters.)
+                    assert!(!carried, "{raw_pattern} receives {raw_topic}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -66,29 +66,30 @@ async fn an_instance_receives_only_the_events_of_the_channels_its_streams_need()
     let (a, b) = spawn_pair_with(settings, |_| {}).await;
     let events = |name: &str| format!("{prefix}events:{name}");
     let received = "sse_ticket_broker_events_received_total";
-    let mut orders = a.subscribe("alice", &["orders/*"]).await;
+    // Topics under one first segment: each has channels of its own.
+    let mut orders = a.subscribe("alice", &["orders/42"]).await;
     // Streams that end when their bearer token expires, later on.
     let short = |sub: &str, topic: &str| b.token_for(sub, &[topic], &[], Duration::from_secs(120));
-    let mut invoices = b
-        .stream(&b.ticket(&short("bob", "invoices/7"), &["invoices/7"]).await)
+    let mut other = b
+        .stream(&b.ticket(&short("bob", "orders/7"), &["orders/7"]).await)
         .await;
     assert_eq!(
         shard_channels(&cluster, &prefix).await,
         vec![
-            events("{invoices}"),
-            events("{orders}"),
+            events("{orders/42}"),
+            events("{orders/7}"),
             format!("{prefix}notices")
         ],
-        "one shard channel per first segment a stream needs, and the notices"
+        "one shard channel per topic a stream needs, and the notices"
     );
 
     for n in 0..5 {
-        a.publish("invoices/7", None, json!(n)).await;
-        b.publish("orders/1", None, json!(n)).await;
+        a.publish("orders/7", None, json!(n)).await;
+        b.publish("orders/42", None, json!(n)).await;
     }
     for n in 0..5 {
         assert_eq!(orders.next_event().await.json(), json!(n));
-        assert_eq!(invoices.next_event().await.json(), json!(n));
+        assert_eq!(other.next_event().await.json(), json!(n));
     }
     // Each instance received its own five, none of the other's.
     assert_eq!(a.metric(received).await, 5.0);
@@ -103,31 +104,31 @@ async fn an_instance_receives_only_the_events_of_the_channels_its_streams_need()
             .await
             .contains(&events("*"))
     );
-    let id = a.publish("orders/2", None, json!("x")).await;
+    let id = a.publish("orders/42", None, json!("x")).await;
     assert_eq!(
         everything.next_event().await.id.as_deref(),
         Some(id.as_str())
     );
     assert_eq!(orders.next_event().await.id.as_deref(), Some(id.as_str()));
     assert_eq!(b.metric(received).await, 6.0, "by the * channel");
-    assert_eq!(a.metric(received).await, 6.0, "by its shard");
+    assert_eq!(a.metric(received).await, 6.0, "by its topic's channel");
 
     // The last stream of a channel gone, the instance unsubscribes.
     b.advance(Duration::from_secs(121));
-    for stream in [&mut invoices, &mut everything] {
+    for stream in [&mut other, &mut everything] {
         assert_eq!(stream.next_event().await.event.as_deref(), Some("close"));
         stream.assert_ends().await;
     }
     let deadline = tokio::time::Instant::now() + crate::helpers::PATIENCE;
     while shard_channels(&cluster, &prefix)
         .await
-        .contains(&events("{invoices}"))
+        .contains(&events("{orders/7}"))
     {
         assert!(tokio::time::Instant::now() < deadline, "unsubscribed");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    a.publish("invoices/7", None, json!("nobody")).await;
-    a.publish("orders/3", None, json!("last")).await;
+    a.publish("orders/7", None, json!("nobody")).await;
+    a.publish("orders/42", None, json!("last")).await;
     assert_eq!(orders.next_event().await.json(), json!("last"));
     assert_eq!(b.metric(received).await, 6.0, "nothing more for b");
 }
@@ -142,21 +143,21 @@ async fn events_received_per_instance_stay_flat_as_instances_are_added() {
     let received = "sse_ticket_broker_events_received_total";
     let mut instances = Vec::new();
     let mut streams = Vec::new();
-    // Each round adds two instances, each with a stream on topics of its
-    // own; every topic gets the same events.
+    // Each round adds two instances, each with a stream on a user's own
+    // topic (all under `user/`); every topic gets the same events.
     for round in 1..=2 {
         for i in instances.len()..2 * round {
             let mut config = crate::helpers::test_config(&database_url);
             config.redis = Some(settings.clone());
             let app = crate::helpers::spawn_config_with_clock(config, clock.clone()).await;
-            streams.push(app.subscribe("alice", &[&format!("shard{i}/*")]).await);
+            streams.push(app.subscribe(&format!("s{i}"), &[]).await);
             instances.push(app);
         }
         let publisher = &instances[0];
         for n in 0..5 {
             for i in 0..instances.len() {
                 publisher
-                    .publish(&format!("shard{i}/x"), None, json!(n))
+                    .publish(&format!("user/s{i}"), None, json!(n))
                     .await;
             }
         }
