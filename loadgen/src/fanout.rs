@@ -18,6 +18,7 @@ use crate::auth::Permissions;
 use crate::http::{Client, Failure, RequestTemplate, SseReader};
 use crate::open::{self, Source};
 use crate::report::{self, Errors, Latency, per_second, round3};
+use crate::rss;
 use crate::target::{Context, Endpoint};
 
 /// Longest one publish may take.
@@ -196,6 +197,7 @@ pub async fn run(ctx: &Context, args: FanoutArgs) -> anyhow::Result<Verdict> {
     tokio::time::sleep(settle).await;
 
     // Publish at a steady rate.
+    let cpu_before = ctx.server_pid.map(rss::cpu_seconds).transpose()?;
     let mut publish_latency = Latency::new();
     let mut publish_errors = Errors::default();
     let mut published = 0u64;
@@ -248,6 +250,11 @@ pub async fn run(ctx: &Context, args: FanoutArgs) -> anyhow::Result<Verdict> {
     }
     deadline.abort();
     let expected = subs as u64 * published;
+    let cpu_after = ctx.server_pid.map(rss::cpu_seconds).transpose()?;
+    let server_cpu = cpu_before.zip(cpu_after).map(|(b, a)| a - b);
+    let per_delivery_us = server_cpu
+        .filter(|_| delivered > 0)
+        .map(|cpu| round3(cpu * 1e6 / delivered as f64));
 
     let summary = format!(
         "fanout on {target}: {subscribed}/{subs} subscribers, {published}/{events} events \
@@ -284,6 +291,8 @@ pub async fn run(ctx: &Context, args: FanoutArgs) -> anyhow::Result<Verdict> {
         "errors": opened.errors.to_json(),
         "publish_errors": publish_errors.to_json(),
         "ended_early": ended.to_json(),
+        "server_cpu_s": server_cpu.map(round3),
+        "server_cpu_us_per_delivery": per_delivery_us,
     });
     if let Some(map) = line.as_object_mut() {
         latency.json_into("", map);

@@ -6,8 +6,10 @@
 //! server's memory per stream), `fanout` (delivery latency from `/publish` to
 //! S subscribers, or any EventSource server with `--raw-sub`/`--raw-pub`) and
 //! `soak` (issue at full rate while sampling the server's RSS, which must
-//! plateau) and `verifiers` (what an introspection verifier adds to
-//! `/sse-token`, cached and uncached, against the local key). Each prints a human summary on stderr and one JSON line on
+//! plateau), `verifiers` (what an introspection verifier adds to
+//! `/sse-token`, cached and uncached, against the local key) and `scaleout`
+//! (what each instance of a fleet receives from Redis as instances are
+//! added). Each prints a human summary on stderr and one JSON line on
 //! stdout. Traffic goes only to loopback addresses, and every mode stops by
 //! itself.
 
@@ -19,6 +21,7 @@ mod load;
 mod open;
 mod report;
 mod rss;
+mod scaleout;
 mod soak;
 mod sse;
 mod streams;
@@ -60,6 +63,8 @@ enum Mode {
     Soak(soak::SoakArgs),
     /// `/sse-token` latency with an introspection verifier (cached, uncached) against the local key, alternating.
     Verifiers(verifiers::VerifiersArgs),
+    /// Several instances on one Redis, streams of disjoint topics on each: events each received from Redis.
+    Scaleout(scaleout::ScaleoutArgs),
 }
 
 /// How a run ended, for the exit status.
@@ -108,5 +113,6 @@ async fn run(cli: Cli) -> anyhow::Result<Verdict> {
         Mode::Fanout(args) => fanout::run(&ctx, args).await,
         Mode::Soak(args) => soak::run(&ctx, args).await,
         Mode::Verifiers(args) => verifiers::run(&ctx, args).await,
+        Mode::Scaleout(args) => scaleout::run(&ctx, args).await,
     }
 }

@@ -1,4 +1,4 @@
-//! The server's memory and file limit, read from /proc.
+//! The server's memory, CPU time and file limit, read from /proc.
 
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,28 @@ fn first_number_after(text: &str, label: &str) -> Option<u64> {
         .find_map(|line| line.strip_prefix(label))
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|number| number.parse().ok())
+}
+
+/// `/proc` counts CPU time in ticks of `USER_HZ`, 100 per second on Linux.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// The CPU time the process has used, user and system, in seconds
+/// (`utime` + `stime` of /proc/<pid>/stat).
+pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    let ticks = parse_cpu_ticks(&stat).with_context(|| format!("{path} has no utime and stime"))?;
+    Ok(ticks as f64 / TICKS_PER_SECOND)
+}
+
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    // After the command name, in parentheses that may hold anything, come
+    // the fields from the third on: utime and stime are the 14th and 15th.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
 }
 
 /// The process's soft open-file limit (/proc/<pid>/limits), when readable.
@@ -101,11 +123,15 @@ mod tests {
         let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
                       Max open files            20000                20000                files\n";
         assert_eq!(parse_max_open_files(limits), Some(20000));
+        let stat = "4242 (a (b) c) S 1 2 3 4 5 6 7 8 9 10 250 31 0 0 20";
+        assert_eq!(parse_cpu_ticks(stat), Some(281));
+        assert_eq!(parse_cpu_ticks("4242 (x) S 1"), None);
     }
 
     #[test]
     fn reads_own_rss() {
         assert!(vm_rss_kb(std::process::id()).expect("own status") > 0);
         assert!(max_open_files(std::process::id()).is_some());
+        assert!(cpu_seconds(std::process::id()).expect("own stat") >= 0.0);
     }
 }

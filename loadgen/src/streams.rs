@@ -60,6 +60,8 @@ pub async fn run(ctx: &Context, args: StreamsArgs) -> anyhow::Result<Verdict> {
         );
     }
     let rss_before = ctx.server_pid.map(rss::vm_rss_kb).transpose()?;
+    let cpu = || ctx.server_pid.map(rss::cpu_seconds).transpose();
+    let cpu_before_open = cpu()?;
     let source_addrs = open::source_addrs(ctx.base.addr, n, args.sources);
     let source = Source::tickets(
         &ctx.base,
@@ -78,6 +80,7 @@ pub async fn run(ctx: &Context, args: StreamsArgs) -> anyhow::Result<Verdict> {
     .await;
     let count = opened.streams.len();
     let open_rate = per_second(count as u64, opened.elapsed);
+    let cpu_before_hold = cpu()?;
 
     let alive = Arc::new(AtomicUsize::new(count));
     let mut holders = JoinSet::new();
@@ -90,6 +93,12 @@ pub async fn run(ctx: &Context, args: StreamsArgs) -> anyhow::Result<Verdict> {
         .map(rss::vm_rss_kb)
         .transpose()
         .context("reading the server's RSS after the hold")?;
+    let cpu_after_hold = cpu()?;
+    let spent = |from: Option<f64>, to: Option<f64>| Some(round3(to? - from?));
+    let (open_cpu, hold_cpu) = (
+        spent(cpu_before_open, cpu_before_hold),
+        spent(cpu_before_hold, cpu_after_hold),
+    );
     let still_open = alive.load(Ordering::Relaxed);
     holders.abort_all();
     while holders.join_next().await.is_some() {}
@@ -107,7 +116,8 @@ pub async fn run(ctx: &Context, args: StreamsArgs) -> anyhow::Result<Verdict> {
          \x20 open latency  {latency}\n\
          \x20 errors        {errors}\n\
          \x20 held {hold:?}: {still_open} still open\n\
-         \x20 server RSS    before {before}, after {after}, per stream {per}\n",
+         \x20 server RSS    before {before}, after {after}, per stream {per}\n\
+         \x20 server CPU    opening {open_cpu:?} s, holding {hold_cpu:?} s\n",
         host = ctx.base.host.to_str().unwrap_or("?"),
         secs = opened.elapsed.as_secs_f64(),
         sources = source_addrs.len(),
@@ -132,6 +142,8 @@ pub async fn run(ctx: &Context, args: StreamsArgs) -> anyhow::Result<Verdict> {
         "rss_before_kb": rss_before,
         "rss_after_kb": rss_after,
         "rss_per_stream_bytes": per_stream.map(f64::round),
+        "open_cpu_s": open_cpu,
+        "hold_cpu_s": hold_cpu,
         "server_max_open_files": server_files,
         "errors": opened.errors.to_json(),
     });
