@@ -13,26 +13,16 @@
 #      SPUBLISHes, and its delivery to one stream).
 # For what one Redis shard forwards, see bench/redis-pubsub.sh.
 # Usage: bench/capacity.sh   (JSON lines in $OUT, default target/capacity/<time>/)
-set -euo pipefail
-cd "$(dirname "$0")/.."
 POSTGRES_URL="${POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
-cargo build --release --quiet --workspace
-BIN="$PWD/target/release/sse-ticket"
-LOAD="$PWD/target/release/sse-ticket-load"
-OUT="${OUT:-$PWD/target/capacity/$(date +%Y%m%dT%H%M%S)}"
-mkdir -p "$OUT"
-WORK="$(mktemp -d)"
+. "$(dirname "$0")/common.sh" capacity
 SERVER_PID=""
 cleanup() {
     [ -n "$SERVER_PID" ] && kill -TERM "$SERVER_PID" 2>/dev/null
     [ -f "$WORK/redis.pid" ] && kill "$(cat "$WORK/redis.pid")" 2>/dev/null
-    rm -rf "$WORK"
+    return 0
 }
-trap cleanup EXIT
 ulimit -n 20000
-
-SECRET="bench-secret-$(date +%s)-0123456789abcdef"
-export RUST_LOG=warn SSE_TICKET_JWT_SECRET="$SECRET"
+export SSE_TICKET_JWT_SECRET="$SECRET"
 URL=http://127.0.0.1:18291
 redis-server --bind 127.0.0.1 --port 7402 --dir "$WORK" --save "" --appendonly no \
     --daemonize yes --logfile "$WORK/redis.log" --pidfile "$WORK/redis.pid" >/dev/null

@@ -11,19 +11,12 @@
 # Needs redis-server 7+ and redis-cli, and Postgres at $POSTGRES_URL
 # (default postgres://postgres@127.0.0.1:5432/test). Uses ports 18281-18288,
 # 7402 (the single node) and 7301-7306 (the cluster); everything on 127.0.0.1.
-# The JSON lines go to $OUT (default target/scale-out/<time>/). SERVER=<path>
+# The JSON lines go to $OUT (default target/scale-out/<time>/); SERVER=<path>
 # runs another build of the server (an older commit's, to compare).
-set -euo pipefail
-cd "$(dirname "$0")/.."
 STREAMS="${1:-200}"
 EVENTS="${2:-10}"
 POSTGRES_URL="${POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
-cargo build --release --quiet --workspace
-BIN="${SERVER:-$PWD/target/release/sse-ticket}"
-LOAD="$PWD/target/release/sse-ticket-load"
-OUT="${OUT:-$PWD/target/scale-out/$(date +%Y%m%dT%H%M%S)}"
-mkdir -p "$OUT"
-WORK="$(mktemp -d)"
+. "$(dirname "$0")/common.sh" scale-out
 PIDS=()
 stop_instances() {
     for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
@@ -38,12 +31,8 @@ cleanup() {
     done
     for pid in "${redis[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${redis[@]}"; do while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done; done
-    rm -rf "$WORK"
 }
-trap cleanup EXIT
-
-SECRET="bench-secret-$(date +%s)-0123456789abcdef"
-export RUST_LOG=warn SSE_TICKET_JWT_SECRET="$SECRET"
+export SSE_TICKET_JWT_SECRET="$SECRET"
 start_instances() { # count, redis URL, cluster (true|false)
     local count="$1" redis="$2" cluster="$3" prefix="bench-scale-$RANDOM:"
     for i in $(seq 1 "$count"); do

@@ -8,25 +8,13 @@
 # Server B's introspection endpoint is a stub served by the load generator
 # itself, answering at once. Usage: bench/verifiers.sh [rounds]
 # Everything on 127.0.0.1; the JSON line goes to $OUT (default target/verifiers/<time>/).
-set -euo pipefail
-cd "$(dirname "$0")/.."
 ROUNDS="${1:-3000}"
-cargo build --release --quiet --workspace
-BIN="$PWD/target/release/sse-ticket"
-LOAD="$PWD/target/release/sse-ticket-load"
-OUT="${OUT:-$PWD/target/verifiers/$(date +%Y%m%dT%H%M%S)}"
-mkdir -p "$OUT"
-WORK="$(mktemp -d)"
+. "$(dirname "$0")/common.sh" verifiers
 PIDS=()
 cleanup() {
     for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    rm -rf "$WORK"
 }
-trap cleanup EXIT
-
-SECRET="bench-secret-$(date +%s)-0123456789abcdef"
 STUB=127.0.0.1:18190
-export RUST_LOG=warn
 start() { # name, port, serve flags...
     local name="$1" port="$2"; shift 2
     "$BIN" serve --bind "127.0.0.1:$port" --database-url "sqlite://$WORK/$name.db" \
