@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -76,6 +76,9 @@ pub(crate) struct JwksCache {
     last_attempt: tokio::sync::Mutex<Option<DateTime<Utc>>>,
     /// Set while a refresh of a stale set runs in the background.
     background_refresh: AtomicBool,
+    /// How many key sets have been fetched: tokens verified with an older
+    /// set are verified again.
+    generation: AtomicU64,
 }
 
 impl JwksCache {
@@ -102,6 +105,36 @@ impl JwksCache {
             snapshot: ArcSwap::default(),
             last_attempt: tokio::sync::Mutex::new(None),
             background_refresh: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    /// Which key set is current: it changes with every fetch. A set that
+    /// is old starts its refresh behind the caller, as a look-up does, so
+    /// tokens remembered as verified do not keep an old set alive.
+    pub(crate) fn generation(self: &Arc<Self>) -> u64 {
+        let generation = self.generation.load(Ordering::Acquire);
+        let snapshot = self.snapshot.load_full();
+        if self.is_stale(&snapshot) && snapshot.fetched_at.is_some() {
+            self.refresh_behind(snapshot);
+        }
+        generation
+    }
+
+    fn is_stale(&self, snapshot: &Snapshot) -> bool {
+        snapshot
+            .fetched_at
+            .is_none_or(|at| self.clock.now() - at >= MAX_AGE)
+    }
+
+    /// Refreshes `snapshot` in the background, one refresh at a time.
+    fn refresh_behind(self: &Arc<Self>, snapshot: Arc<Snapshot>) {
+        if !self.background_refresh.swap(true, Ordering::AcqRel) {
+            let cache = self.clone();
+            tokio::spawn(async move {
+                cache.refresh_if_allowed(&snapshot).await;
+                cache.background_refresh.store(false, Ordering::Release);
+            });
         }
     }
 
@@ -122,21 +155,13 @@ impl JwksCache {
         self: &Arc<Self>,
         kid: Option<&str>,
     ) -> Result<VerifyingKey, LookupError> {
-        let now = self.clock.now();
         let snapshot = self.snapshot.load_full();
-        let stale = snapshot.fetched_at.is_none_or(|at| now - at >= MAX_AGE);
+        let stale = self.is_stale(&snapshot);
         match find(&snapshot, kid) {
             Ok(key) if !stale => return Ok(key),
             Ok(key) if snapshot.fetched_at.is_some() => {
-                // Usable but old: refresh behind the request, not in front of
-                // it, and only one refresh at a time.
-                if !self.background_refresh.swap(true, Ordering::AcqRel) {
-                    let cache = self.clone();
-                    tokio::spawn(async move {
-                        cache.refresh_if_allowed(&snapshot).await;
-                        cache.background_refresh.store(false, Ordering::Release);
-                    });
-                }
+                // Usable but old: refresh behind the request, not in front of it.
+                self.refresh_behind(snapshot);
                 return Ok(key);
             }
             Err(LookupError::NoKeyId) => return Err(LookupError::NoKeyId),
@@ -199,6 +224,7 @@ impl JwksCache {
             "JWKS fetched"
         );
         self.snapshot.store(Arc::new(snapshot));
+        self.generation.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
 }

@@ -1,5 +1,6 @@
 //! A JWT checked with a local key (an HMAC secret or a PEM public key) or
-//! with the keys of a JWKS endpoint.
+//! with the keys of a JWKS endpoint, and remembered once it verified (see
+//! [`super::verified`]).
 
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use super::credential::Credential;
 use super::jwks::{JwksCache, LookupError};
 use super::keys::VerifyingKey;
 use super::registered::{Expected, RegisteredClaims};
+use super::verified::VerifiedTokens;
 use super::verifier::{AuthError, VerifierSettings, Verify};
 use crate::clock::SharedClock;
 
@@ -26,6 +28,7 @@ pub(crate) struct JwtVerifier {
     keys: Keys,
     settings: VerifierSettings,
     clock: SharedClock,
+    verified: VerifiedTokens,
 }
 
 impl std::fmt::Debug for JwtVerifier {
@@ -47,6 +50,7 @@ impl JwtVerifier {
             keys: Keys::Static(key),
             settings,
             clock,
+            verified: VerifiedTokens::new(),
         }
     }
 
@@ -61,6 +65,15 @@ impl JwtVerifier {
             keys: Keys::Jwks(Arc::new(JwksCache::new(url, clock.clone()))),
             settings,
             clock,
+            verified: VerifiedTokens::new(),
+        }
+    }
+
+    /// Which keys tokens are verified with now: a static key never changes.
+    fn keys_generation(&self) -> u64 {
+        match &self.keys {
+            Keys::Static(_) => 0,
+            Keys::Jwks(cache) => cache.generation(),
         }
     }
 
@@ -120,10 +133,17 @@ impl JwtVerifier {
 #[async_trait]
 impl Verify for JwtVerifier {
     async fn verify(&self, credential: &Credential) -> Result<Claims, AuthError> {
-        match credential.bearer.as_deref() {
-            Some(token) => self.verify_token(token).await,
-            None => Err(AuthError::invalid("a bearer token is required")),
+        let Some(token) = credential.bearer.as_deref() else {
+            return Err(AuthError::invalid("a bearer token is required"));
+        };
+        // Read before verifying: a fetch meanwhile leaves the entry stale.
+        let keys = self.keys_generation();
+        if let Some(claims) = self.verified.get(credential, keys, self.clock.now()).await {
+            return Ok(claims);
         }
+        let claims = self.verify_token(token).await?;
+        self.verified.insert(credential, keys, &claims).await;
+        Ok(claims)
     }
 
     /// Fetches a JWKS ahead of the first request; a no-op for static keys.

@@ -12,6 +12,7 @@ mod mint;
 mod registered;
 mod remote;
 mod topic;
+mod verified;
 mod verifier;
 mod webhook;
 

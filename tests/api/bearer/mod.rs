@@ -1,12 +1,14 @@
 //! Bearer tokens: what `POST /sse-token` accepts and refuses, for every key
 //! source: an HMAC secret ([`hmac`], with the claims checks and the
 //! `Authorization` header), a PEM public key ([`pem`]), and a JWKS URL with
-//! rotation ([`jwks`], against the identity provider in [`idp`]).
+//! rotation ([`jwks`], against the identity provider in [`idp`]); a verified
+//! token remembered changes nothing ([`remembered`]).
 
 mod hmac;
 mod idp;
 mod jwks;
 mod pem;
+mod remembered;
 
 use std::path::PathBuf;
 
