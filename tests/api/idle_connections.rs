@@ -116,6 +116,16 @@ async fn a_kept_alive_connection_serves_large_and_pipelined_requests_after_idlin
     socket.send(large_head.as_bytes()).await;
     assert_eq!(socket.next().await.0, 200);
 
+    // Idle, then a head in two parts with a pause between: the first part
+    // waits in the read buffer, which must not be given back.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    socket.send(b"GET /openapi.yaml HTTP/1.1\r\nHo").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    socket.send(b"st: x\r\n\r\n").await;
+    let (status, document) = socket.next().await;
+    assert_eq!(status, 200);
+    assert!(document == openapi.as_ref(), "the whole document, intact");
+
     // Idle, then a 60 KB body, sent in two parts.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let bearer = app.token("publisher", &[], &["*"]);
