@@ -125,6 +125,10 @@ impl Live {
     async fn next(&mut self) -> Result<sse::Event, CloseReason> {
         self.last_polled = Instant::now();
         if let Some(frame) = self.pending.pop_front() {
+            if self.pending.is_empty() {
+                // Drained for good: give its room back (~400 bytes per stream).
+                self.pending = VecDeque::new();
+            }
             return Ok(frame);
         }
         loop {

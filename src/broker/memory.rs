@@ -5,12 +5,10 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use dashmap::DashMap;
-use tokio::sync::mpsc;
-use tokio::sync::mpsc::error::TrySendError;
-
+use super::queue::{self, SendError, Sender};
 use super::{Broker, BrokerError, Detached, Event, Fanout, Subscription};
 use crate::auth::{TopicPattern, minimal_cover};
+use dashmap::DashMap;
 
 /// Events one stream may have queued before it counts as lagging and is
 /// detached (it can reconnect and resume).
@@ -20,7 +18,7 @@ type SubscriberId = u64;
 
 #[derive(Clone)]
 struct Subscriber {
-    tx: mpsc::Sender<Arc<Event>>,
+    tx: Sender,
     detached: Arc<OnceLock<Detached>>,
     patterns: Arc<[TopicPattern]>,
 }
@@ -101,9 +99,9 @@ impl Broker for MemoryBroker {
             for (id, sub) in subs {
                 match sub.tx.try_send(event.clone()) {
                     Ok(()) => delivered += 1,
-                    Err(TrySendError::Full(_)) => lagging.push((*id, sub.clone())),
+                    Err(SendError::Full) => lagging.push((*id, sub.clone())),
                     // The stream is gone; its guard is unsubscribing it.
-                    Err(TrySendError::Closed(_)) => {}
+                    Err(SendError::Closed) => {}
                 }
             }
         };
@@ -129,7 +127,7 @@ impl Broker for MemoryBroker {
     }
 
     async fn subscribe(&self, patterns: &[TopicPattern]) -> Result<Subscription, BrokerError> {
-        let (tx, events) = mpsc::channel(SUBSCRIBER_BUFFER);
+        let (tx, events) = queue::queue(SUBSCRIBER_BUFFER);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         // Patterns that overlap would deliver an event twice; keep only the widest.
         let patterns: Arc<[TopicPattern]> = minimal_cover(patterns).into();
@@ -203,8 +201,8 @@ mod tests {
             overlapping.recv().await.expect("event").topic().as_str(),
             "orders/42"
         );
-        assert!(overlapping.events.try_recv().is_err(), "delivered once");
-        assert!(other.events.try_recv().is_err());
+        assert!(overlapping.events.try_recv().is_none(), "delivered once");
+        assert!(other.events.try_recv().is_none());
     }
 
     #[tokio::test]

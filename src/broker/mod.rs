@@ -1,6 +1,7 @@
 //! Events and the [`Broker`] that fans them out to open streams.
 
 mod memory;
+mod queue;
 mod redis_broker;
 mod redis_listener;
 mod shards;
@@ -218,7 +219,7 @@ pub enum Detached {
 
 /// The receiving end of one stream's subscription. Dropping it unsubscribes.
 pub struct Subscription {
-    pub(crate) events: mpsc::Receiver<Arc<Event>>,
+    pub(crate) events: queue::Receiver,
     pub(crate) detached: Arc<std::sync::OnceLock<Detached>>,
     pub(crate) _guard: Box<dyn Send + Sync>,
 }

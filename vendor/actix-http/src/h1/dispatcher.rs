@@ -1498,6 +1498,18 @@ where
                     if inner_p.flags.intersects(Flags::LINGER | Flags::SHUTDOWN) {
                         cx.waker().wake_by_ref();
                     }
+
+                    // sse-ticket patch: the connection waits (for the next
+                    // request, or for a streaming body's next chunk) with nothing
+                    // buffered either way: give both buffers back. The read path
+                    // reserves before it reads and the encoder grows the write
+                    // buffer to what is pending, so the next poll allocates only
+                    // what it uses. Upstream keeps 8 KiB + 8 KiB per connection
+                    // for its whole life, idle or not.
+                    if inner_p.read_buf.is_empty() && inner_p.write_buf.is_empty() {
+                        release_idle_buffer(inner_p.read_buf);
+                        release_idle_buffer(inner_p.write_buf);
+                    }
                     Poll::Pending
                 };
 
@@ -1506,6 +1518,15 @@ where
                 poll
             }
         }
+    }
+}
+
+/// sse-ticket patch: frees an empty buffer's allocation (if it holds one);
+/// `BytesMut::new()` allocates nothing until it is written to.
+fn release_idle_buffer(buf: &mut BytesMut) {
+    debug_assert!(buf.is_empty());
+    if buf.capacity() != 0 {
+        *buf = BytesMut::new();
     }
 }
 
