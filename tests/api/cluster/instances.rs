@@ -165,3 +165,27 @@ async fn on_one_redis_an_instance_receives_only_the_topics_its_streams_subscribe
     assert_eq!(a.metric(received).await, 6.0, "both topics, by orders/*");
     assert_eq!(b.metric(received).await, 3.0, "orders/42's, not orders/7's");
 }
+
+#[tokio::test]
+#[ignore = "needs Redis: .ci/run runs it with SSE_TICKET_TEST_REDIS_URL"]
+async fn on_one_redis_a_stream_on_overlapping_patterns_gets_each_event_once() {
+    let url = crate::helpers::test_redis_url().expect(super::NEEDS_REDIS);
+    let (a, b) = super::spawn_pair_with(crate::helpers::redis_settings(&url), |_| {}).await;
+    let received = "sse_ticket_broker_events_received_total";
+    // Two channels carry orders/42's events to this instance: orders/*'s and its own.
+    let mut both = a.subscribe("alice", &["orders/*", "orders/42"]).await;
+    let ids = [
+        b.publish("orders/42", None, json!(0)).await,
+        b.publish("orders/7", None, json!(1)).await,
+        b.publish("orders/42", None, json!(2)).await,
+        b.publish("orders/9", None, json!("end")).await,
+    ];
+    for id in &ids {
+        assert_eq!(both.next_event().await.id.as_deref(), Some(id.as_str()));
+    }
+    assert_eq!(
+        a.metric(received).await,
+        6.0,
+        "orders/42's events arrived twice, and were delivered once"
+    );
+}
