@@ -11,28 +11,19 @@
 # Usage: bench/load-targets.sh [runs] [only]   (only: issue|streams|fanout|steady|soak|redis)
 # Every JSON line goes to $OUT (default target/load-targets/<time>/).
 # Needs nginx with nchan for 3 (apt-get install nginx libnginx-mod-nchan).
-set -euo pipefail
-cd "$(dirname "$0")/.."
 RUNS="${1:-3}"
 ONLY="${2:-}"
-cargo build --release --quiet --workspace
-BIN="$PWD/target/release/sse-ticket"
-LOAD="$PWD/target/release/sse-ticket-load"
-OUT="${OUT:-$PWD/target/load-targets/$(date +%Y%m%dT%H%M%S)}"
-mkdir -p "$OUT"
-WORK="$(mktemp -d)"
+. "$(dirname "$0")/common.sh" load-targets
 NGINX_PID=""
 cleanup() {
     pkill -f "sse-ticket serve --bind 127.0.0.1:1818" 2>/dev/null || true
     [ -n "$NGINX_PID" ] && kill "$NGINX_PID" 2>/dev/null
-    rm -rf "$WORK"
+    return 0
 }
-trap cleanup EXIT
 
 # The server and the generator each need a file per stream.
 ulimit -n 20000
-export SSE_TICKET_JWT_SECRET="bench-secret-$(date +%s)-0123456789abcdef"
-export RUST_LOG=warn
+export SSE_TICKET_JWT_SECRET="$SECRET"
 PORT=18182
 URL="http://127.0.0.1:$PORT"
 
