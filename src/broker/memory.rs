@@ -5,10 +5,11 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use dashmap::DashMap;
+
 use super::queue::{self, SendError, Sender};
 use super::{Broker, BrokerError, Detached, Event, Fanout, Subscription};
 use crate::auth::{TopicPattern, minimal_cover};
-use dashmap::DashMap;
 
 /// Events one stream may have queued before it counts as lagging and is
 /// detached (it can reconnect and resume).
