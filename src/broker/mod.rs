@@ -1,6 +1,7 @@
 //! Events and the [`Broker`] that fans them out to open streams.
 
 mod memory;
+mod needs;
 mod queue;
 mod redis_broker;
 mod redis_listener;

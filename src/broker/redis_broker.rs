@@ -25,8 +25,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::needs::{NeedGuard, Needs, Request};
 use super::redis_listener::{self, Listener, Shared};
-use super::shards::{Channels, NeedGuard, Needs, Request};
+use super::shards::Channels;
 use super::{Broker, BrokerError, Event, Fanout, MemoryBroker, Notice, Subscription};
 use crate::auth::TopicPattern;
 use crate::clock::SharedClock;

@@ -14,8 +14,9 @@ use redis::{PushInfo, PushKind};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
+use super::needs::{Needs, Request};
 use super::redis_broker::{RedisBrokerParts, WireEvent};
-use super::shards::{Channels, Needs, Request, ShardConnection};
+use super::shards::{Channels, ShardConnection};
 use super::{Broker as _, Event, MemoryBroker, Notice};
 use crate::db::{ReplayBudget, StoredEvent};
 use crate::redis_link::RedisLink;

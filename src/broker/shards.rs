@@ -1,6 +1,6 @@
 //! Sharded fan-out: which Redis channels an event goes to and which channel
-//! a stream needs, how many local streams need each channel, and the
-//! instance's connection that `SSUBSCRIBE`s to exactly those.
+//! a stream needs, and the instance's connection that `SSUBSCRIBE`s to
+//! exactly those (which those are is counted in [`super::needs`]).
 //!
 //! The rule: a channel per topic and per prefix. An event on `orders/42`
 //! goes to `<prefix>events:{orders/42}` (its topic's), `<prefix>events:{orders/*}`
@@ -13,21 +13,23 @@
 //! stream listens on the channel of its first segments and its instance
 //! drops the rest locally.
 
-use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::try_join_all;
 use redis::aio::{ConnectionLike as _, MultiplexedConnection};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::{AsyncConnectionConfig, ProtocolVersion, PushInfo};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::auth::{Topic, TopicPattern};
 use crate::redis_link::RedisLink;
 
-/// How long connecting, subscribing or a ping may take.
+/// How long connecting, a ping, or subscribing to one batch of channels may take.
 const TIMEOUT: Duration = Duration::from_secs(2);
+/// Channels subscribed to in one go: one pipeline on one Redis, as many
+/// commands in flight on a cluster.
+const BATCH: usize = 1_000;
 
 /// Prefixes longer than this many segments share the channel of their
 /// first `PREFIX_DEPTH`: an event goes to at most `PREFIX_DEPTH + 2`
@@ -94,78 +96,6 @@ impl Channels {
     /// `<prefix>events:{orders/*}`.
     fn below(&self, prefix: &str) -> String {
         format!("{}{{{prefix}/*}}", self.events)
-    }
-}
-
-/// What the broker asks of the listener, in order.
-pub(super) enum Request {
-    /// Make sure the connection is subscribed to these channels (those
-    /// some stream still needs); answers once it is, or why not.
-    Subscribe(Vec<String>, oneshot::Sender<Result<(), String>>),
-    /// Unsubscribe from a channel whose last stream closed.
-    Unsubscribe(String),
-}
-
-/// How many local streams need each channel.
-#[derive(Debug, Default)]
-pub(super) struct Needs {
-    counts: parking_lot::Mutex<HashMap<String, usize>>,
-}
-
-impl Needs {
-    /// Counts one more stream on each of `channels`; those it is the first of.
-    pub(super) fn add(&self, channels: &[String]) -> Vec<String> {
-        let mut counts = self.counts.lock();
-        let mut first = Vec::new();
-        for channel in channels {
-            let count = counts.entry(channel.clone()).or_insert(0);
-            *count += 1;
-            if *count == 1 {
-                first.push(channel.clone());
-            }
-        }
-        first
-    }
-
-    /// Counts one fewer stream on each of `channels`; those no stream needs now.
-    pub(super) fn remove(&self, channels: &[String]) -> Vec<String> {
-        let mut counts = self.counts.lock();
-        let mut last = Vec::new();
-        for channel in channels {
-            if let Some(count) = counts.get_mut(channel) {
-                *count = count.saturating_sub(1);
-                if *count == 0 {
-                    counts.remove(channel);
-                    last.push(channel.clone());
-                }
-            }
-        }
-        last
-    }
-
-    /// Whether some stream needs `channel`.
-    pub(super) fn needs(&self, channel: &str) -> bool {
-        self.counts.lock().contains_key(channel)
-    }
-
-    /// Every channel some stream needs.
-    pub(super) fn all(&self) -> Vec<String> {
-        self.counts.lock().keys().cloned().collect()
-    }
-}
-
-/// Held by a stream's subscription: dropping it releases its channels.
-pub(super) struct NeedGuard {
-    pub(super) needs: Arc<Needs>,
-    pub(super) channels: Vec<String>,
-    pub(super) requests: mpsc::UnboundedSender<Request>,
-}
-
-impl Drop for NeedGuard {
-    fn drop(&mut self) {
-        for channel in self.needs.remove(&self.channels) {
-            let _ = self.requests.send(Request::Unsubscribe(channel));
-        }
     }
 }
 
@@ -238,42 +168,49 @@ impl ShardConnection {
         self.subscription("SUNSUBSCRIBE", channels).await
     }
 
+    /// Sends `command` for `channels`, [`BATCH`] at a time, each batch
+    /// within [`TIMEOUT`]: re-subscribing every channel of an instance with
+    /// many streams takes time in proportion to them, not a fixed limit.
     async fn subscription(&mut self, command: &str, channels: &[String]) -> Result<(), String> {
-        if channels.is_empty() {
-            return Ok(());
-        }
-        let sent = async {
-            match self {
-                // One channel per command: channels of several slots in one
-                // command are refused (CROSSSLOT).
-                Self::Cluster(c) => {
-                    for channel in channels {
-                        if command == "SSUBSCRIBE" {
-                            c.ssubscribe(channel).await?;
-                        } else {
-                            c.sunsubscribe(channel).await?;
+        for batch in channels.chunks(BATCH) {
+            let sent = async {
+                match self {
+                    // One channel per command: channels of several slots in
+                    // one command are refused (CROSSSLOT). The batch's
+                    // commands go at once (clones share the connection).
+                    Self::Cluster(c) => try_join_all(batch.iter().map(|channel| {
+                        let mut c = c.clone();
+                        async move {
+                            if command == "SSUBSCRIBE" {
+                                c.ssubscribe(channel).await
+                            } else {
+                                c.sunsubscribe(channel).await
+                            }
                         }
+                    }))
+                    .await
+                    .map(drop),
+                    Self::Single(c) => {
+                        // The connection has no `ssubscribe`: the
+                        // confirmations arrive as pushes, and the answer to
+                        // the `PING` behind them says Redis has handled the
+                        // commands.
+                        let mut pipe = redis::pipe();
+                        for channel in batch {
+                            pipe.cmd(command).arg(channel);
+                        }
+                        pipe.cmd("PING");
+                        c.req_packed_commands(&pipe, 0, 1).await.map(drop)
                     }
-                    Ok(())
                 }
-                Self::Single(c) => {
-                    // The connection has no `ssubscribe`: the confirmations
-                    // arrive as pushes, and the answer to the `PING` behind
-                    // them says Redis has handled the commands.
-                    let mut pipe = redis::pipe();
-                    for channel in channels {
-                        pipe.cmd(command).arg(channel);
-                    }
-                    pipe.cmd("PING");
-                    c.req_packed_commands(&pipe, 0, 1).await.map(drop)
-                }
+            };
+            match tokio::time::timeout(TIMEOUT, sent).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(format!("{command}: {e}")),
+                Err(_) => return Err(format!("{command}: timed out")),
             }
-        };
-        match tokio::time::timeout(TIMEOUT, sent).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(format!("{command}: {e}")),
-            Err(_) => Err(format!("{command}: timed out")),
         }
+        Ok(())
     }
 
     /// Whether Redis answers on this connection.
@@ -376,18 +313,5 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn a_channel_is_needed_from_its_first_stream_to_its_last() {
-        let needs = Needs::default();
-        let ch = |s: &str| vec![s.to_owned()];
-        assert_eq!(needs.add(&ch("a")), ch("a"));
-        assert!(needs.add(&ch("a")).is_empty());
-        assert!(needs.remove(&ch("a")).is_empty());
-        assert!(needs.needs("a"));
-        assert_eq!(needs.remove(&ch("a")), ch("a"));
-        assert!(!needs.needs("a"));
-        assert!(needs.remove(&ch("a")).is_empty(), "never below zero");
     }
 }

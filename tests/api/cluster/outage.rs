@@ -144,3 +144,77 @@ async fn a_redis_outage_answers_503_then_recovers_without_losing_events() {
         );
     }
 }
+
+#[tokio::test]
+#[ignore = "needs redis-server: .ci/run runs it with SSE_TICKET_TEST_REDIS_URL"]
+async fn an_instance_with_thousands_of_channels_subscribes_to_every_one_again() {
+    assert!(test_redis_url().is_some(), "{NEEDS_REDIS}");
+    let redis = OwnRedis::start().await;
+    let (a, b) = spawn_pair_on(&redis.url(), |_| {}).await;
+    // 40 streams of 64 topics each: 2,560 channels, more than one batch.
+    let mut streams = Vec::new();
+    for s in 0..40 {
+        let topics: Vec<String> = (0..64).map(|t| format!("many/{s}/{t}")).collect();
+        let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+        streams.push(a.subscribe(&format!("s{s}"), &topics).await);
+    }
+    let mut admin = redis.connect().await;
+    let channels = |admin: &mut redis::aio::MultiplexedConnection| {
+        let mut admin = admin.clone();
+        async move {
+            let names: Vec<String> = redis::cmd("PUBSUB")
+                .arg(&["SHARDCHANNELS", "*many/*"][..])
+                .query_async(&mut admin)
+                .await
+                .expect("PUBSUB SHARDCHANNELS");
+            names.len()
+        }
+    };
+    assert_eq!(channels(&mut admin).await, 2_560);
+
+    // A's subscription is lost: the connection with the most channels.
+    let clients: String = redis::cmd("CLIENT")
+        .arg(&["LIST", "TYPE", "pubsub"][..])
+        .query_async(&mut admin)
+        .await
+        .expect("CLIENT LIST");
+    let field = |line: &str, name: &str| {
+        line.split_whitespace()
+            .find_map(|f| f.strip_prefix(name))
+            .map(str::to_owned)
+    };
+    let id = clients
+        .lines()
+        .max_by_key(|line| field(line, "ssub=").and_then(|n| n.parse::<u64>().ok()))
+        .and_then(|line| field(line, "id="))
+        .expect("a subscribed instance");
+    let _: () = redis::cmd("CLIENT")
+        .arg(&["KILL", "ID", &id][..])
+        .query_async(&mut admin)
+        .await
+        .expect("CLIENT KILL");
+
+    // Every channel comes back, and events flow to the first and last topics.
+    let deadline = tokio::time::Instant::now() + crate::helpers::PATIENCE;
+    while channels(&mut admin).await == 2_560 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "unsubscribed by the kill"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    while channels(&mut admin).await != 2_560 || a.get("/readyz").await.status() != 200 {
+        assert!(tokio::time::Instant::now() < deadline, "re-subscribed");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let first = b.publish("many/0/0", None, json!("first")).await;
+    let last = b.publish("many/39/63", None, json!("last")).await;
+    assert_eq!(
+        streams[0].next_event().await.id.as_deref(),
+        Some(first.as_str())
+    );
+    assert_eq!(
+        streams[39].next_event().await.id.as_deref(),
+        Some(last.as_str())
+    );
+}
