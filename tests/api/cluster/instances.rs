@@ -137,13 +137,7 @@ async fn on_one_redis_an_instance_receives_only_the_topics_its_streams_subscribe
     let received = "sse_ticket_broker_events_received_total";
     let mut orders = a.subscribe("alice", &["orders/*"]).await;
     let mut order = b.subscribe("bob", &["orders/42"]).await;
-    let mut channels: Vec<String> = redis::cmd("PUBSUB")
-        .arg("SHARDCHANNELS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut redis)
-        .await
-        .expect("PUBSUB SHARDCHANNELS");
-    channels.sort();
+    let channels = crate::helpers::shard_channels(&mut redis, &format!("{prefix}*")).await;
     let events = |name: &str| format!("{prefix}events:{name}");
     assert_eq!(
         channels,

@@ -6,7 +6,9 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::{NEEDS_REDIS, collect_until_end, spawn_pair_on};
-use crate::helpers::{OwnRedis, TestApp, assert_error, test_redis_url};
+use crate::helpers::{
+    OwnRedis, TestApp, assert_error, kill_client, pubsub_clients, shard_channels, test_redis_url,
+};
 
 /// Polls `path` on `app` until it answers `status`.
 async fn wait_for_status(app: &TestApp, path: &str, status: u16) -> Value {
@@ -85,20 +87,9 @@ async fn a_redis_outage_answers_503_then_recovers_without_losing_events() {
     // the other's publishes succeed, and its streams must still get them.
     let mut admin = redis.connect().await;
     for _ in 0..10 {
-        let clients: String = redis::cmd("CLIENT")
-            .arg(&["LIST", "TYPE", "pubsub"][..])
-            .query_async(&mut admin)
-            .await
-            .expect("CLIENT LIST");
-        let id = clients
-            .split_whitespace()
-            .find_map(|field| field.strip_prefix("id="))
-            .expect("a subscribed instance");
-        let _: () = redis::cmd("CLIENT")
-            .arg(&["KILL", "ID", id][..])
-            .query_async(&mut admin)
-            .await
-            .expect("CLIENT KILL");
+        let clients = pubsub_clients(&mut admin).await;
+        let first = clients.first().expect("a subscribed instance");
+        kill_client(&mut admin, &first.id).await;
         wait_for(200, 10).await;
     }
 
@@ -159,51 +150,26 @@ async fn an_instance_with_thousands_of_channels_subscribes_to_every_one_again() 
         streams.push(a.subscribe(&format!("s{s}"), &topics).await);
     }
     let mut admin = redis.connect().await;
-    let channels = |admin: &mut redis::aio::MultiplexedConnection| {
-        let mut admin = admin.clone();
-        async move {
-            let names: Vec<String> = redis::cmd("PUBSUB")
-                .arg(&["SHARDCHANNELS", "*many/*"][..])
-                .query_async(&mut admin)
-                .await
-                .expect("PUBSUB SHARDCHANNELS");
-            names.len()
-        }
+    let count = async |admin: &mut redis::aio::MultiplexedConnection| {
+        shard_channels(admin, "*many/*").await.len()
     };
-    assert_eq!(channels(&mut admin).await, 2_560);
+    assert_eq!(count(&mut admin).await, 2_560);
 
     // A's subscription is lost: the connection with the most channels.
-    let clients: String = redis::cmd("CLIENT")
-        .arg(&["LIST", "TYPE", "pubsub"][..])
-        .query_async(&mut admin)
-        .await
-        .expect("CLIENT LIST");
-    let field = |line: &str, name: &str| {
-        line.split_whitespace()
-            .find_map(|f| f.strip_prefix(name))
-            .map(str::to_owned)
-    };
-    let id = clients
-        .lines()
-        .max_by_key(|line| field(line, "ssub=").and_then(|n| n.parse::<u64>().ok()))
-        .and_then(|line| field(line, "id="))
-        .expect("a subscribed instance");
-    let _: () = redis::cmd("CLIENT")
-        .arg(&["KILL", "ID", &id][..])
-        .query_async(&mut admin)
-        .await
-        .expect("CLIENT KILL");
+    let clients = pubsub_clients(&mut admin).await;
+    let busiest = clients.iter().max_by_key(|c| c.ssub);
+    kill_client(&mut admin, &busiest.expect("a subscribed instance").id).await;
 
     // Every channel comes back, and events flow to the first and last topics.
     let deadline = tokio::time::Instant::now() + crate::helpers::PATIENCE;
-    while channels(&mut admin).await == 2_560 {
+    while count(&mut admin).await == 2_560 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "unsubscribed by the kill"
         );
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
-    while channels(&mut admin).await != 2_560 || a.get("/readyz").await.status() != 200 {
+    while count(&mut admin).await != 2_560 || a.get("/readyz").await.status() != 200 {
         assert!(tokio::time::Instant::now() < deadline, "re-subscribed");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }

@@ -45,13 +45,7 @@ async fn shard_channels(cluster: &RedisCluster, prefix: &str) -> Vec<String> {
     let mut channels = Vec::new();
     for port in cluster.masters().await {
         let mut node = cluster.node(port).await;
-        let on_node: Vec<String> = redis::cmd("PUBSUB")
-            .arg("SHARDCHANNELS")
-            .arg(format!("{prefix}*"))
-            .query_async(&mut node)
-            .await
-            .expect("PUBSUB SHARDCHANNELS");
-        channels.extend(on_node);
+        channels.extend(crate::helpers::shard_channels(&mut node, &format!("{prefix}*")).await);
     }
     channels.sort();
     channels

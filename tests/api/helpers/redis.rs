@@ -142,3 +142,59 @@ impl OwnRedis {
         }
     }
 }
+
+/// The shard channels `node` knows of whose names match `pattern`, sorted.
+pub async fn shard_channels(
+    node: &mut redis::aio::MultiplexedConnection,
+    pattern: &str,
+) -> Vec<String> {
+    let mut channels: Vec<String> = redis::cmd("PUBSUB")
+        .arg("SHARDCHANNELS")
+        .arg(pattern)
+        .query_async(node)
+        .await
+        .expect("PUBSUB SHARDCHANNELS");
+    channels.sort();
+    channels
+}
+
+/// One of a node's pub/sub connections, as `CLIENT LIST TYPE pubsub` shows it.
+#[derive(Debug)]
+pub struct PubSubClient {
+    pub id: String,
+    /// Its shard channels.
+    pub ssub: u64,
+}
+
+/// The pub/sub connections of `node`, in its order.
+pub async fn pubsub_clients(node: &mut redis::aio::MultiplexedConnection) -> Vec<PubSubClient> {
+    let list: String = redis::cmd("CLIENT")
+        .arg(&["LIST", "TYPE", "pubsub"][..])
+        .query_async(node)
+        .await
+        .expect("CLIENT LIST");
+    let field = |line: &str, name: &str| {
+        line.split_whitespace()
+            .find_map(|f| f.strip_prefix(name))
+            .map(str::to_owned)
+    };
+    list.lines()
+        .filter_map(|line| {
+            Some(PubSubClient {
+                id: field(line, "id=")?,
+                ssub: field(line, "ssub=")
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0),
+            })
+        })
+        .collect()
+}
+
+/// Closes the connection `id` of `node` (`CLIENT KILL ID`).
+pub async fn kill_client(node: &mut redis::aio::MultiplexedConnection, id: &str) {
+    let _: () = redis::cmd("CLIENT")
+        .arg(&["KILL", "ID", id][..])
+        .query_async(node)
+        .await
+        .expect("CLIENT KILL");
+}
