@@ -15,7 +15,7 @@ use std::sync::Arc;
 use sha2::{Digest as _, Sha256};
 
 use crate::clock::SharedClock;
-use crate::db::{AuditAction, AuditRecord, BatchWriter, Database};
+use crate::db::{AuditAction, AuditEpoch, AuditRecord, BatchWriter, Database};
 use crate::metrics::Metrics;
 use rejections::{Rejections, write_each_minute};
 
@@ -65,11 +65,13 @@ impl AuditLog {
     /// counts of rejections once their minute of `clock` is over.
     pub fn spawn(db: Database, metrics: Arc<Metrics>, clock: SharedClock) -> Self {
         let failures = metrics.clone();
+        let epoch = parking_lot::Mutex::new(AuditEpoch::default());
         let (writer, _task) = BatchWriter::spawn(AUDIT_QUEUE, move |records: Vec<AuditRecord>| {
             let db = db.clone();
             let failures = failures.clone();
+            let epoch = epoch.lock().take(&records);
             async move {
-                let written = db.insert_audit(&records).await;
+                let written = db.insert_audit(&records, epoch).await;
                 if let Err(error) = &written {
                     failures.audit_write_failures.inc();
                     tracing::error!(%error, rows = records.len(), "audit rows could not be written");

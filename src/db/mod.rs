@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor as _};
 
-pub use audit::{AuditAction, AuditQuery, AuditRecord, minute_of};
+pub use audit::{AuditAction, AuditEpoch, AuditQuery, AuditRecord, minute_of};
 pub use batch::{BatchError, BatchWriter};
 pub use events::{Replay, ReplayBudget, StoredEvent};
 pub use revocations::{JtiRevocation, Revocation};

@@ -271,6 +271,27 @@ async fn every_ticket_action_leaves_exactly_one_audit_row_and_never_the_ticket()
 }
 
 #[tokio::test]
+async fn one_subjects_trail_spans_every_hour_it_was_written_in() {
+    // Rows written an hour apart go to different epochs of the index; a
+    // subject's trail must still hold all of them, newest first.
+    let app = spawn_app().await;
+    for hour in 0..3 {
+        app.ticket(&app.token("alice", &[], &[]), &[]).await;
+        app.ticket(&app.token(&format!("user-{hour}"), &[], &[]), &[])
+            .await;
+        wait_for_rows(&app, "?sub=alice", hour + 1).await;
+        app.advance(Duration::from_secs(3601));
+    }
+    let rows = wait_for_rows(&app, "?sub=alice", 3).await;
+    let times: Vec<&str> = rows.iter().filter_map(|r| r["at"].as_str()).collect();
+    assert!(
+        times.windows(2).all(|w| w[0] > w[1]),
+        "newest first: {times:?}"
+    );
+    assert_eq!(app.audit_rows("?sub=user-1").await.len(), 1);
+}
+
+#[tokio::test]
 async fn audit_rows_are_flushed_on_graceful_shutdown() {
     let database_url = fresh_database_url().await;
     let clock = ManualClock::default();

@@ -1,16 +1,30 @@
 //! The audit trail: one row per ticket issued or redeemed, and per
 //! revocation; rejected presentations counted in one row per client IP,
 //! reason and minute. Never the ticket itself: a short fingerprint of it.
+//!
+//! One subject's rows are found through the `(epoch, sub, at)` index. A
+//! writer fills one epoch at a time (see [`AuditEpoch`]), so a batch of rows
+//! lands in the few index pages of the current epoch however many subjects
+//! it names, where a `(sub, at)` index put each row on a random page of an
+//! index as large as the trail. A query for one subject seeks once per epoch.
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 use sqlx::Row as _;
 
-use super::{Database, DbError, Statement, from_millis, timed, to_millis};
+use super::{Backend, Database, DbError, Statement, from_millis, timed, to_millis};
 
 const INSERT_CHUNK: usize = 500;
+
+/// Rows a writer puts in one epoch before it starts the next.
+const EPOCH_ROWS: usize = 65_536;
+
+/// How long a writer fills one epoch at most. An epoch's entry in
+/// `audit_epochs` goes, once its rows have, only this long past the audit
+/// horizon, when no writer adds to it any more.
+const EPOCH_SPAN: TimeDelta = TimeDelta::hours(1);
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -92,6 +106,54 @@ fn bucket(record: &AuditRecord) -> Option<String> {
     })
 }
 
+/// The statement `GET /admin/audit` runs for `query`.
+fn select(backend: Backend, query: &AuditQuery) -> Statement {
+    let mut select = Statement::new(
+        backend,
+        "SELECT at, action, reason, sub, client_ip, user_agent, topics, ticket_fingerprint, count FROM audit WHERE 1 = 1",
+    );
+    if let Some(sub) = &query.sub {
+        // One seek of the `(epoch, sub, at)` index per epoch.
+        select.push(match backend {
+            Backend::Sqlite => " AND epoch IN (SELECT epoch FROM audit_epochs)",
+            Backend::Postgres => " AND epoch = ANY(ARRAY(SELECT epoch FROM audit_epochs))",
+        });
+        select.push(" AND sub = ").text(sub.clone());
+    }
+    if let Some(since) = query.since {
+        select.push(" AND at >= ").int(to_millis(since));
+    }
+    select
+        .push(" ORDER BY at DESC, seq DESC LIMIT ")
+        .int(i64::from(query.limit));
+    select
+}
+
+/// The epoch a writer is filling: the region of the `(epoch, sub, at)` index
+/// its rows go to. An epoch is named by the time (Unix ms) of its first batch;
+/// each writer starts its own, and a new one after [`EPOCH_ROWS`] rows or
+/// [`EPOCH_SPAN`], so that the region a batch lands in stays small.
+#[derive(Debug, Default)]
+pub struct AuditEpoch {
+    current: Option<(i64, usize)>,
+}
+
+impl AuditEpoch {
+    /// The epoch `records` go to, counting them in it.
+    pub fn take(&mut self, records: &[AuditRecord]) -> i64 {
+        let now = records.iter().map(|r| to_millis(r.at)).max().unwrap_or(0);
+        let span = EPOCH_SPAN.num_milliseconds();
+        let (epoch, rows) = match self.current {
+            Some((epoch, rows)) if rows < EPOCH_ROWS && now.saturating_sub(epoch) < span => {
+                (epoch, rows)
+            }
+            _ => (now, 0),
+        };
+        self.current = Some((epoch, rows.saturating_add(records.len())));
+        epoch
+    }
+}
+
 /// Which rows `GET /admin/audit` wants.
 #[derive(Debug, Clone, Default)]
 pub struct AuditQuery {
@@ -104,13 +166,14 @@ pub struct AuditQuery {
 }
 
 impl Database {
-    /// Stores `records` in one transaction. A `ticket_rejected` record adds
-    /// its count to the row of its client IP, reason and minute if there is one.
-    pub async fn insert_audit(&self, records: &[AuditRecord]) -> Result<(), DbError> {
-        timed(self.insert_audit_now(records)).await
+    /// Stores `records` in `epoch` (see [`AuditEpoch`]), in one transaction.
+    /// A `ticket_rejected` record adds its count to the row of its client IP,
+    /// reason and minute if there is one.
+    pub async fn insert_audit(&self, records: &[AuditRecord], epoch: i64) -> Result<(), DbError> {
+        timed(self.insert_audit_now(records, epoch)).await
     }
 
-    async fn insert_audit_now(&self, records: &[AuditRecord]) -> Result<(), DbError> {
+    async fn insert_audit_now(&self, records: &[AuditRecord], epoch: i64) -> Result<(), DbError> {
         // One statement may not update a row twice (Postgres): merge first.
         let mut rows: Vec<(&AuditRecord, u64, Option<String>)> = Vec::with_capacity(records.len());
         let mut by_bucket: HashMap<String, usize> = HashMap::new();
@@ -126,10 +189,14 @@ impl Database {
             rows.push((record, record.count, bucket));
         }
         let mut tx = self.pool().begin().await?;
+        let mut listed =
+            Statement::new(self.backend(), "INSERT INTO audit_epochs (epoch) VALUES (");
+        listed.int(epoch).push(") ON CONFLICT (epoch) DO NOTHING");
+        listed.query().execute(&mut *tx).await?;
         for chunk in rows.chunks(INSERT_CHUNK) {
             let mut insert = Statement::new(
                 self.backend(),
-                "INSERT INTO audit (at, action, reason, sub, client_ip, user_agent, topics, ticket_fingerprint, count, bucket) VALUES ",
+                "INSERT INTO audit (at, action, reason, sub, client_ip, user_agent, topics, ticket_fingerprint, count, bucket, epoch) VALUES ",
             );
             for (i, (r, count, bucket)) in chunk.iter().enumerate() {
                 insert
@@ -153,6 +220,8 @@ impl Database {
                     .int(i64::try_from(*count).unwrap_or(i64::MAX))
                     .push(", ")
                     .text(bucket.clone())
+                    .push(", ")
+                    .int(epoch)
                     .push(")");
             }
             insert.push(" ON CONFLICT (bucket) DO UPDATE SET count = audit.count + excluded.count");
@@ -164,19 +233,7 @@ impl Database {
 
     /// Audit rows matching `query`, newest first.
     pub async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, DbError> {
-        let mut select = Statement::new(
-            self.backend(),
-            "SELECT at, action, reason, sub, client_ip, user_agent, topics, ticket_fingerprint, count FROM audit WHERE 1 = 1",
-        );
-        if let Some(sub) = &query.sub {
-            select.push(" AND sub = ").text(sub.clone());
-        }
-        if let Some(since) = query.since {
-            select.push(" AND at >= ").int(to_millis(since));
-        }
-        select
-            .push(" ORDER BY at DESC, seq DESC LIMIT ")
-            .int(i64::from(query.limit));
+        let select = select(self.backend(), query);
         let rows = timed(select.query().fetch_all(self.pool())).await?;
         rows.iter()
             .map(|row| {
@@ -198,11 +255,24 @@ impl Database {
             .map_err(DbError::from)
     }
 
-    /// Deletes rows older than `older_than`; returns how many went.
+    /// Deletes rows older than `older_than`, and the epochs left empty that
+    /// no writer fills any more; returns how many rows went.
     pub async fn prune_audit(&self, older_than: DateTime<Utc>) -> Result<u64, DbError> {
         let delete = sqlx::query("DELETE FROM audit WHERE at < $1")
             .bind(to_millis(older_than))
             .execute(self.pool());
-        Ok(timed(delete).await?.rows_affected())
+        let pruned = timed(delete).await?.rows_affected();
+        let closed = to_millis(older_than - EPOCH_SPAN);
+        let empty = sqlx::query(
+            "DELETE FROM audit_epochs WHERE epoch < $1 \
+             AND NOT EXISTS (SELECT 1 FROM audit WHERE audit.epoch = audit_epochs.epoch)",
+        )
+        .bind(closed)
+        .execute(self.pool());
+        timed(empty).await?;
+        Ok(pruned)
     }
 }
+
+#[cfg(test)]
+mod tests;
