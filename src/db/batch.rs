@@ -12,8 +12,28 @@ use tokio::task::JoinHandle;
 
 use super::DB_TIMEOUT;
 
-/// Most rows written in one transaction.
-const MAX_BATCH: usize = 1024;
+/// How a writer gathers rows into one transaction.
+#[derive(Debug, Clone, Copy)]
+pub struct Batching {
+    /// Most rows in one transaction.
+    pub max: usize,
+    /// When at least `linger_from` rows were waiting, how long the writer
+    /// waits for more before it commits: fewer, larger transactions once it
+    /// is busy; at once otherwise.
+    pub linger: Duration,
+    /// See `linger`.
+    pub linger_from: usize,
+}
+
+impl Batching {
+    /// Whatever is waiting, up to 1,024 rows, at once: for writes a request
+    /// waits for.
+    pub const AT_ONCE: Self = Self {
+        max: 1024,
+        linger: Duration::ZERO,
+        linger_from: usize::MAX,
+    };
+}
 
 /// Why a queued write did not happen.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -64,12 +84,27 @@ impl<T: Send + 'static> BatchWriter<T> {
         F: Future<Output = Result<(), E>> + Send,
         E: std::fmt::Display,
     {
-        Self::spawn_with_deadline(queue, DB_TIMEOUT, write)
+        Self::spawn_with_deadline(queue, Batching::AT_ONCE, DB_TIMEOUT, write)
     }
 
-    /// [`BatchWriter::spawn`], with a batch failing after `deadline`.
+    /// [`BatchWriter::spawn`], gathering rows as `batching` says.
+    pub fn spawn_batching<W, F, E>(
+        queue: usize,
+        batching: Batching,
+        write: W,
+    ) -> (Self, JoinHandle<()>)
+    where
+        W: Fn(Vec<T>) -> F + Send + 'static,
+        F: Future<Output = Result<(), E>> + Send,
+        E: std::fmt::Display,
+    {
+        Self::spawn_with_deadline(queue, batching, DB_TIMEOUT, write)
+    }
+
+    /// [`BatchWriter::spawn_batching`], with a batch failing after `deadline`.
     fn spawn_with_deadline<W, F, E>(
         queue: usize,
+        batching: Batching,
         deadline: Duration,
         write: W,
     ) -> (Self, JoinHandle<()>)
@@ -97,8 +132,24 @@ impl<T: Send + 'static> BatchWriter<T> {
                             break;
                         }
                     }
-                    if items.len() < MAX_BATCH {
+                    if items.len() < batching.max {
                         job = rx.try_recv().ok();
+                    }
+                }
+                if flushed.is_none() && items.len() >= batching.linger_from {
+                    let until = tokio::time::Instant::now() + batching.linger;
+                    while items.len() < batching.max {
+                        match tokio::time::timeout_at(until, rx.recv()).await {
+                            Ok(Some(Job::Item(item, done))) => {
+                                items.push(item);
+                                waiters.extend(done);
+                            }
+                            Ok(Some(Job::Flush(done))) => {
+                                flushed = Some(done);
+                                break;
+                            }
+                            Ok(None) | Err(_) => break,
+                        }
                     }
                 }
                 if !items.is_empty() {
@@ -195,6 +246,41 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_busy_writer_lingers_for_more_rows_until_a_flush() {
+        let batches = Arc::new(Mutex::new(Vec::<Vec<u32>>::new()));
+        let seen = batches.clone();
+        let batching = Batching {
+            max: 64,
+            linger: Duration::from_secs(600),
+            linger_from: 4,
+        };
+        let (writer, _task) = BatchWriter::spawn_batching(64, batching, move |items: Vec<u32>| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().map_err(|_| "poisoned")?.push(items);
+                Ok::<_, &str>(())
+            }
+        });
+        for i in 0..5 {
+            writer.enqueue(i).expect("queued");
+        }
+        // The writer takes the five, and waits for more.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        for i in 5..10 {
+            writer.enqueue(i).expect("queued");
+        }
+        writer.flush().await;
+        let batches = batches.lock().expect("lock");
+        assert_eq!(
+            *batches,
+            vec![(0..10).collect::<Vec<_>>()],
+            "one transaction"
+        );
+    }
+
     fn seen_len(batches: &Mutex<Vec<Vec<u32>>>) -> usize {
         batches.lock().expect("lock").iter().map(Vec::len).sum()
     }
@@ -204,8 +290,11 @@ mod tests {
         let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let seen = calls.clone();
         let deadline = Duration::from_millis(50);
-        let (writer, _task) =
-            BatchWriter::spawn_with_deadline(8, deadline, move |_items: Vec<u32>| {
+        let (writer, _task) = BatchWriter::spawn_with_deadline(
+            8,
+            Batching::AT_ONCE,
+            deadline,
+            move |_items: Vec<u32>| {
                 let first = seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
                 async move {
                     if first {
@@ -213,7 +302,8 @@ mod tests {
                     }
                     Ok::<_, &str>(())
                 }
-            });
+            },
+        );
         let err = writer.write(1).await.expect_err("the hung write fails");
         assert!(err.to_string().contains("did not answer"), "{err}");
         writer.write(2).await.expect("the next write goes through");

@@ -18,7 +18,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor as _};
 
 pub use audit::{AuditAction, AuditEpoch, AuditQuery, AuditRecord, minute_of};
-pub use batch::{BatchError, BatchWriter};
+pub use batch::{BatchError, BatchWriter, Batching};
 pub use events::{Replay, ReplayBudget, StoredEvent};
 pub use revocations::{JtiRevocation, Revocation};
 pub use url::{DatabaseUrl, redact_url};
