@@ -12,7 +12,11 @@
 //!
 //! The two sorted sets share the hash tag `{tickets}`, so the one script that
 //! checks both caps and reserves a place touches a single Redis Cluster slot;
-//! ticket keys spread over the cluster.
+//! ticket keys spread over the cluster. On one Redis an issue is one round
+//! trip: the script and the ticket's `SET` go in one pipeline (on a cluster,
+//! one after the other, as they live on different slots). The script prunes
+//! expired places from a set only when the set is at its cap, where they
+//! could change the answer; below it, an issue costs no `ZREMRANGEBYSCORE`.
 
 use std::net::IpAddr;
 use std::sync::{Arc, LazyLock};
@@ -27,7 +31,9 @@ use super::{Grant, IssueError, RedeemError, StoreLimits, Ticket, TicketId, Ticke
 use crate::auth::{Subject, TopicPattern};
 use crate::redis_link::{RedisFailure, RedisLink};
 
-/// Checks both caps and reserves a place, atomically.
+/// Checks both caps and reserves a place, atomically. A set is pruned of
+/// expired places only when it is at its cap: below it, they cannot change
+/// the answer, and most issues skip the `ZREMRANGEBYSCORE`.
 /// KEYS: all tickets, the subject's tickets.
 /// ARGV: now (ms), expiry (ms), id, per-subject cap, total cap, TTL (ms).
 /// Returns `{0, _}` when reserved, `{1, oldest expiry}` when the subject is
@@ -36,10 +42,12 @@ static RESERVE: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
 local now = tonumber(ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then
-  local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-  return {1, oldest[2]}
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+  if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then
+    local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+    return {1, oldest[2]}
+  end
 end
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[5]) then
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)

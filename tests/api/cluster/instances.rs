@@ -2,6 +2,7 @@
 //! caps hold across them.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::json;
 
@@ -120,6 +121,35 @@ async fn the_per_subject_cap_holds_across_instances() {
         "too_many_tickets",
     )
     .await;
+}
+
+#[tokio::test]
+#[ignore = "needs Redis: .ci/run runs it with SSE_TICKET_TEST_REDIS_URL"]
+async fn expired_places_free_a_subject_at_its_cap_and_the_cap_still_holds() {
+    // The issue script prunes a subject's expired places only at its cap.
+    let (a, b) = spawn_pair(|c| c.tickets.per_subject = 2).await;
+    let alice = a.token("alice", &[], &[]);
+    a.ticket(&alice, &[]).await;
+    b.ticket(&alice, &[]).await;
+    a.advance(Duration::from_secs(30));
+    let refused = b.post_sse_token(Some(&alice), None).await;
+    assert_eq!(
+        refused.headers()["retry-after"],
+        "30",
+        "until the oldest expires"
+    );
+    assert_error(refused, 429, "too_many_tickets").await;
+    a.advance(Duration::from_secs(31));
+    // Both places expired: two new tickets, then the cap again.
+    let fresh = a.ticket(&alice, &[]).await;
+    b.ticket(&alice, &[]).await;
+    assert_error(
+        a.post_sse_token(Some(&alice), None).await,
+        429,
+        "too_many_tickets",
+    )
+    .await;
+    let _stream = b.stream(&fresh).await;
 }
 
 #[tokio::test]
