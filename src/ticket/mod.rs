@@ -31,11 +31,6 @@ impl TicketId {
         Self(Uuid::new_v4())
     }
 
-    /// Which of `n` shards this id falls in (its random bits spread evenly).
-    pub(crate) fn shard(self, n: usize) -> usize {
-        usize::from(self.0.as_bytes()[15]) % n
-    }
-
     /// Parses the canonical hyphenated form of a UUID v4; anything else
     /// (a JWT, a UUID of another version, braces, a URN) is not a ticket.
     pub fn parse(raw: &str) -> Option<Self> {

@@ -12,7 +12,7 @@ const CLAIM: usize = 64;
 /// How many tickets are outstanding, never more than a total.
 ///
 /// One store-wide counter written by every issue and every redemption is a
-/// cache line that all cores fight over. Here each shard (of ticket ids)
+/// cache line that all cores fight over. Here each shard (of issuing threads)
 /// counts its own tickets and takes places from the store-wide budget `CLAIM`
 /// at a time, giving them back once it holds more than twice that unused, so
 /// the shared counter is written about once per `CLAIM` operations.
