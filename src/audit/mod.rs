@@ -77,7 +77,7 @@ impl AuditLog {
     pub fn spawn(db: Database, metrics: Arc<Metrics>, clock: SharedClock) -> Self {
         let failures = metrics.clone();
         let epoch = parking_lot::Mutex::new(AuditEpoch::default());
-        let (writer, _task) = BatchWriter::spawn_batching(
+        let (writer, _task) = BatchWriter::spawn(
             AUDIT_QUEUE,
             BATCHING,
             move |records: Vec<AuditRecord>| {

@@ -26,14 +26,18 @@ fn harness(queue: usize, open: bool) -> Harness {
         0
     }));
     let (sink, door) = (written.clone(), gate.clone());
-    let (writer, _task) = BatchWriter::spawn(queue, move |records: Vec<AuditRecord>| {
-        let (sink, door) = (sink.clone(), door.clone());
-        async move {
-            door.acquire().await.map_err(|_| "closed")?.forget();
-            sink.lock().map_err(|_| "poisoned")?.extend(records);
-            Ok::<_, &str>(())
-        }
-    });
+    let (writer, _task) = BatchWriter::spawn(
+        queue,
+        Batching::AT_ONCE,
+        move |records: Vec<AuditRecord>| {
+            let (sink, door) = (sink.clone(), door.clone());
+            async move {
+                door.acquire().await.map_err(|_| "closed")?.forget();
+                sink.lock().map_err(|_| "poisoned")?.extend(records);
+                Ok::<_, &str>(())
+            }
+        },
+    );
     let start: DateTime<Utc> = "2026-11-25T14:00:10Z".parse().expect("time");
     let clock = ManualClock::new(start);
     let metrics = Arc::new(Metrics::new());

@@ -76,23 +76,10 @@ impl<T> std::fmt::Debug for BatchWriter<T> {
 }
 
 impl<T: Send + 'static> BatchWriter<T> {
-    /// Starts a writer task that calls `write` with each batch. The task ends,
-    /// having written everything queued, once every `BatchWriter` is dropped.
-    pub fn spawn<W, F, E>(queue: usize, write: W) -> (Self, JoinHandle<()>)
-    where
-        W: Fn(Vec<T>) -> F + Send + 'static,
-        F: Future<Output = Result<(), E>> + Send,
-        E: std::fmt::Display,
-    {
-        Self::spawn_with_deadline(queue, Batching::AT_ONCE, DB_TIMEOUT, write)
-    }
-
-    /// [`BatchWriter::spawn`], gathering rows as `batching` says.
-    pub fn spawn_batching<W, F, E>(
-        queue: usize,
-        batching: Batching,
-        write: W,
-    ) -> (Self, JoinHandle<()>)
+    /// Starts a writer task that calls `write` with each batch, gathered as
+    /// `batching` says. The task ends, having written everything queued, once
+    /// every `BatchWriter` is dropped.
+    pub fn spawn<W, F, E>(queue: usize, batching: Batching, write: W) -> (Self, JoinHandle<()>)
     where
         W: Fn(Vec<T>) -> F + Send + 'static,
         F: Future<Output = Result<(), E>> + Send,
@@ -101,7 +88,7 @@ impl<T: Send + 'static> BatchWriter<T> {
         Self::spawn_with_deadline(queue, batching, DB_TIMEOUT, write)
     }
 
-    /// [`BatchWriter::spawn_batching`], with a batch failing after `deadline`.
+    /// [`BatchWriter::spawn`], with a batch failing after `deadline`.
     fn spawn_with_deadline<W, F, E>(
         queue: usize,
         batching: Batching,
@@ -224,7 +211,7 @@ mod tests {
     async fn queued_items_are_written_in_batches_and_flushed_at_the_end() {
         let batches = Arc::new(Mutex::new(Vec::<Vec<u32>>::new()));
         let seen = batches.clone();
-        let (writer, task) = BatchWriter::spawn(64, move |items: Vec<u32>| {
+        let (writer, task) = BatchWriter::spawn(64, Batching::AT_ONCE, move |items: Vec<u32>| {
             let seen = seen.clone();
             async move {
                 seen.lock().map_err(|_| "poisoned")?.push(items);
@@ -258,7 +245,7 @@ mod tests {
             linger: Duration::from_millis(200),
             linger_from: 4,
         };
-        let (writer, _task) = BatchWriter::spawn_batching(64, batching, move |items: Vec<u32>| {
+        let (writer, _task) = BatchWriter::spawn(64, batching, move |items: Vec<u32>| {
             let seen = seen.clone();
             async move {
                 seen.lock().map_err(|_| "poisoned")?.push(items);
@@ -317,7 +304,7 @@ mod tests {
     async fn a_full_queue_makes_queue_wait_for_room() {
         let gate = Arc::new(tokio::sync::Semaphore::new(0));
         let open = gate.clone();
-        let (writer, _task) = BatchWriter::spawn(1, move |_items: Vec<u32>| {
+        let (writer, _task) = BatchWriter::spawn(1, Batching::AT_ONCE, move |_items: Vec<u32>| {
             let gate = open.clone();
             async move {
                 let _permit = gate.acquire().await.map_err(|_| "closed")?;
@@ -344,8 +331,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_transaction_is_reported_to_every_waiter() {
-        let (writer, _task) =
-            BatchWriter::spawn(8, |_items: Vec<u32>| async { Err::<(), _>("disk full") });
+        let (writer, _task) = BatchWriter::spawn(8, Batching::AT_ONCE, |_items: Vec<u32>| async {
+            Err::<(), _>("disk full")
+        });
         let err = writer.write(1).await.expect_err("fails");
         assert_eq!(err.to_string(), "disk full");
     }

@@ -19,7 +19,7 @@ use crate::auth::{KeyError, Verifier};
 use crate::broker::{Broker, BrokerError, MemoryBroker, RedisBroker, RedisBrokerParts};
 use crate::clock::SharedClock;
 use crate::config::{Config, TlsSetting};
-use crate::db::{BatchWriter, Database, DbError, StoredEvent};
+use crate::db::{BatchWriter, Batching, Database, DbError, StoredEvent};
 use crate::dev::DevTokens;
 use crate::fleet::Fleet;
 use crate::http;
@@ -133,11 +133,14 @@ impl Server {
 
         let history = (config.retention.history_max_per_topic > 0).then(|| {
             let writer_db = db.clone();
-            let (writer, _task) =
-                BatchWriter::spawn(HISTORY_QUEUE, move |events: Vec<StoredEvent>| {
+            let (writer, _task) = BatchWriter::spawn(
+                HISTORY_QUEUE,
+                Batching::AT_ONCE,
+                move |events: Vec<StoredEvent>| {
                     let db = writer_db.clone();
                     async move { db.insert_events(&events).await }
-                });
+                },
+            );
             writer
         });
         tokio::spawn(run_pruner(
