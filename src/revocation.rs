@@ -1,17 +1,20 @@
 //! Revoked subjects (cached from the database for the hot path) and the open
-//! streams of each subject, so a revocation can close them. Revocations of
-//! single tokens by `jti` are in [`jti`].
+//! streams of each subject, so a revocation can close them ([`streams`]).
+//! Revocations of single tokens by `jti` are in [`jti`].
 
+mod closing;
 mod jti;
+mod streams;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
-use tokio_util::sync::CancellationToken;
 
+pub use self::closing::{Closed, Closing};
+pub use self::streams::{RegisterError, Registration, StreamRegistry};
 use crate::auth::{Claims, Subject};
 
 /// Revocation times by subject: a token of a revoked subject issued before
@@ -131,143 +134,6 @@ impl Revocations {
     }
 }
 
-/// The open streams of each subject, each with a token that closes it, and
-/// the caps on how many there may be.
-#[derive(Debug)]
-pub struct StreamRegistry {
-    by_subject: Arc<DashMap<Subject, HashMap<u64, CancellationToken>>>,
-    /// The same streams, by the `jti` of the token they were opened under.
-    by_jti: Arc<DashMap<Arc<str>, HashMap<u64, CancellationToken>>>,
-    next_id: AtomicU64,
-    /// Streams listed now, across subjects.
-    open: Arc<AtomicUsize>,
-    per_subject: usize,
-    total: usize,
-}
-
-/// Why a stream was not listed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum RegisterError {
-    /// The subject already holds its streams.
-    #[error("the subject holds its maximum of open streams")]
-    SubjectFull,
-    /// This instance holds its streams.
-    #[error("this instance holds its maximum of open streams")]
-    InstanceFull,
-}
-
-/// Keeps a stream listed while it lives.
-#[derive(Debug)]
-pub struct Registration {
-    by_subject: Arc<DashMap<Subject, HashMap<u64, CancellationToken>>>,
-    by_jti: Arc<DashMap<Arc<str>, HashMap<u64, CancellationToken>>>,
-    open: Arc<AtomicUsize>,
-    sub: Subject,
-    jti: Option<Arc<str>>,
-    id: u64,
-    /// Cancelled when the subject or the token's `jti` is revoked, or with the `parent` given to
-    /// [`StreamRegistry::register`] (the server's shutdown).
-    pub closed: CancellationToken,
-}
-
-impl Drop for Registration {
-    fn drop(&mut self) {
-        if let Some(mut streams) = self.by_subject.get_mut(&self.sub) {
-            streams.remove(&self.id);
-        }
-        self.by_subject
-            .remove_if(&self.sub, |_, streams| streams.is_empty());
-        if let Some(jti) = &self.jti {
-            if let Some(mut streams) = self.by_jti.get_mut(jti) {
-                streams.remove(&self.id);
-            }
-            self.by_jti.remove_if(jti, |_, streams| streams.is_empty());
-        }
-        self.open.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-impl StreamRegistry {
-    /// A registry holding at most `per_subject` streams of one subject and
-    /// `total` in all.
-    pub fn new(per_subject: usize, total: usize) -> Self {
-        Self {
-            by_subject: Arc::default(),
-            by_jti: Arc::default(),
-            next_id: AtomicU64::new(0),
-            open: Arc::default(),
-            per_subject,
-            total,
-        }
-    }
-
-    /// The most streams this registry lists at once.
-    pub fn capacity(&self) -> usize {
-        self.total
-    }
-
-    /// Lists a new stream of `sub`, opened under a token with `jti` (if it
-    /// has one), closed when `sub` or `jti` is revoked or when `parent` is
-    /// cancelled: one future for the stream to wait on. Refused when the
-    /// subject or the instance holds its maximum.
-    pub fn register(
-        &self,
-        sub: Subject,
-        jti: Option<Arc<str>>,
-        parent: &CancellationToken,
-    ) -> Result<Registration, RegisterError> {
-        self.open
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
-                (open < self.total).then_some(open + 1)
-            })
-            .map_err(|_| RegisterError::InstanceFull)?;
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let closed = parent.child_token();
-        {
-            // The count and the insert under one shard lock: concurrent
-            // opens of one subject cannot both take its last place.
-            let mut streams = self.by_subject.entry(sub.clone()).or_default();
-            if streams.len() >= self.per_subject {
-                drop(streams);
-                self.open.fetch_sub(1, Ordering::AcqRel);
-                return Err(RegisterError::SubjectFull);
-            }
-            streams.insert(id, closed.clone());
-        }
-        if let Some(jti) = &jti {
-            self.by_jti
-                .entry(jti.clone())
-                .or_default()
-                .insert(id, closed.clone());
-        }
-        Ok(Registration {
-            by_subject: self.by_subject.clone(),
-            by_jti: self.by_jti.clone(),
-            open: self.open.clone(),
-            sub,
-            jti,
-            id,
-            closed,
-        })
-    }
-
-    /// Closes every open stream of `sub`; returns how many.
-    pub fn close_subject(&self, sub: &Subject) -> usize {
-        self.by_subject.get(sub).map_or(0, |streams| {
-            streams.values().for_each(CancellationToken::cancel);
-            streams.len()
-        })
-    }
-
-    /// Closes every open stream opened under a token with `jti`; returns how many.
-    pub fn close_jti(&self, jti: &str) -> usize {
-        self.by_jti.get(jti).map_or(0, |streams| {
-            streams.values().for_each(CancellationToken::cancel);
-            streams.len()
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use chrono::TimeDelta;
@@ -322,30 +188,5 @@ mod tests {
         revocations.replace_all(mark, [(sub("revoked-meanwhile"), then)]);
         assert_eq!(revocations.at(&sub("revoked-meanwhile")), Some(then));
         assert_eq!(revocations.at(&sub("lifted-meanwhile")), None);
-    }
-
-    #[test]
-    fn a_subject_and_the_instance_hold_at_most_their_streams() {
-        let registry = StreamRegistry::new(2, 3);
-        let parent = CancellationToken::new();
-        let a1 = registry.register(sub("a"), None, &parent).expect("first");
-        let _a2 = registry.register(sub("a"), None, &parent).expect("second");
-        assert_eq!(
-            registry.register(sub("a"), None, &parent).err(),
-            Some(RegisterError::SubjectFull)
-        );
-        let _b1 = registry.register(sub("b"), None, &parent).expect("b");
-        assert_eq!(
-            registry.register(sub("c"), None, &parent).err(),
-            Some(RegisterError::InstanceFull)
-        );
-        drop(a1);
-        let _c1 = registry
-            .register(sub("c"), None, &parent)
-            .expect("a place freed");
-        assert_eq!(
-            registry.register(sub("a"), None, &parent).err(),
-            Some(RegisterError::InstanceFull)
-        );
     }
 }

@@ -18,13 +18,12 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::{self, Stream};
 use serde_json::json;
 use tokio::time::{Instant, Sleep};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::broker::{Detached, Event, Subscription};
 use crate::fleet::CountedStream;
 use crate::hub::{Hub, OpenedStream};
 use crate::metrics::{CloseLabels, Metrics};
-use crate::revocation::Registration;
+use crate::revocation::{Closed, Closing, Registration};
 
 /// How long after subscribing a replayed event may still arrive live too: a
 /// publish stores its event, then fans it out, within this window.
@@ -81,10 +80,8 @@ struct Live {
     replayed: HashSet<uuid::Uuid>,
     subscription: Subscription,
     bearer_expired: BoxFuture<'static, ()>,
-    /// Fires on revocation of the subject or at shutdown (a child of `shutdown`).
-    closed: std::pin::Pin<Box<WaitForCancellationFutureOwned>>,
-    /// Tells the two apart once `closed` fires.
-    shutdown: CancellationToken,
+    /// Fires on revocation of the subject or the token, or at shutdown.
+    closed: Closing,
     /// Keeps the stream listed under its subject while it lives.
     _registration: Registration,
     /// Counts the stream under each of its patterns while it lives.
@@ -143,10 +140,9 @@ impl Live {
     async fn next_live(&mut self) -> Option<Result<sse::Event, CloseReason>> {
         Some(tokio::select! {
             biased;
-            () = &mut self.closed => Err(if self.shutdown.is_cancelled() {
-                CloseReason::Shutdown
-            } else {
-                CloseReason::Revoked
+            why = &mut self.closed => Err(match why {
+                Closed::Revoked => CloseReason::Revoked,
+                Closed::Shutdown => CloseReason::Shutdown,
             }),
             () = &mut self.bearer_expired => Err(CloseReason::TokenExpired),
             event = self.subscription.recv() => match event {
@@ -220,8 +216,7 @@ pub fn frames(hub: &Hub, opened: OpenedStream) -> impl Stream<Item = sse::Event>
         replayed,
         subscription,
         bearer_expired: hub.clock().sleep_until(ticket.bearer_exp()),
-        closed: Box::pin(registration.closed.clone().cancelled_owned()),
-        shutdown: hub.shutdown().clone(),
+        closed: registration.closing(),
         _registration: registration,
         _counted: hub.fleet().open(ticket.topics()),
         heartbeat: Box::pin(tokio::time::sleep(settings.heartbeat)),

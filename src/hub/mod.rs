@@ -18,8 +18,6 @@ mod revoking;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
-
 use crate::audit::{AuditLog, Client, entry, fingerprint};
 use crate::auth::Verifier;
 use crate::broker::Broker;
@@ -57,7 +55,6 @@ pub struct Hub {
     pub(crate) clock: SharedClock,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) streams: StreamSettings,
-    pub(crate) shutdown: CancellationToken,
     pub(crate) db: Database,
     /// Where published events are stored for replay; `None` keeps no history.
     pub(crate) history: Option<BatchWriter<StoredEvent>>,
@@ -113,10 +110,6 @@ impl Hub {
     /// Open streams per pattern, here and on the other instances.
     pub fn fleet(&self) -> &Fleet {
         &self.fleet
-    }
-    /// Cancelled when the service shuts down.
-    pub fn shutdown(&self) -> &CancellationToken {
-        &self.shutdown
     }
 }
 

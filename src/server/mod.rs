@@ -12,7 +12,7 @@ use actix_web::{App, HttpServer, web};
 use tokio_util::sync::CancellationToken;
 
 use limits::{set_write_timeout, stream_capacity};
-use tasks::{run_pruner, spawn_key_warm_up};
+use tasks::{run_pruner, spawn_key_warm_up, spawn_stream_closer};
 
 use crate::audit::AuditLog;
 use crate::auth::{KeyError, Verifier};
@@ -180,7 +180,6 @@ impl Server {
                 retry: STREAM_RETRY,
                 write_timeout: config.streams.write_timeout,
             },
-            shutdown: shutdown.clone(),
             audit,
             revocations,
             streams_by_subject,
@@ -193,6 +192,7 @@ impl Server {
             fleet,
         });
         spawn_key_warm_up(hub.clone(), shutdown.clone());
+        spawn_stream_closer(hub.clone(), shutdown.clone());
         if let Some(notices) = hub.broker.notices() {
             tokio::spawn(crate::hub::apply_notices(
                 hub.clone().into_inner(),

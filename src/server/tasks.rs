@@ -57,6 +57,15 @@ pub(super) async fn run_pruner(
     }
 }
 
+/// At shutdown, closes every open stream (`event: close`, `"reason":
+/// "shutdown"`), and any opened after it.
+pub(super) fn spawn_stream_closer(hub: web::Data<Hub>, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        shutdown.cancelled().await;
+        hub.streams_by_subject.close_all();
+    });
+}
+
 /// Fetches remote keys (JWKS) in the background until it succeeds, so the
 /// first request does not pay for it and `/readyz` turns green.
 pub(super) fn spawn_key_warm_up(hub: web::Data<Hub>, shutdown: CancellationToken) {
