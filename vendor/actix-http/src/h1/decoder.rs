@@ -260,6 +260,13 @@ impl MessageType for Request {
     }
 
     fn decode(src: &mut BytesMut) -> Result<Option<(Self, PayloadType)>, ParseError> {
+        // sse-ticket patch: no bytes, no request; return before the 3 KiB
+        // header index below is initialised. The dispatcher decodes on every
+        // poll, so a streaming response paid for it on every chunk it sent.
+        if src.is_empty() {
+            return Ok(None);
+        }
+
         let mut headers: [HeaderIndex; MAX_HEADERS] = EMPTY_HEADER_INDEX_ARRAY;
 
         let (len, method, uri, ver, h_len) = {

@@ -463,10 +463,14 @@ impl TransferEncoding {
                     *eof = true;
                     buf.extend_from_slice(b"0\r\n\r\n");
                 } else {
+                    // sse-ticket patch: room for the whole chunk at once (a size
+                    // line of at most 16 hex digits and CRLF, the data, CRLF).
+                    // An empty buffer (as the dispatcher leaves it between the
+                    // chunks of a stream) grew three times per chunk.
+                    buf.reserve(16 + 2 + msg.len() + 2);
                     writeln!(helpers::MutWriter(buf), "{:X}\r", msg.len())
                         .map_err(io::Error::other)?;
 
-                    buf.reserve(msg.len() + 2);
                     buf.extend_from_slice(msg);
                     buf.extend_from_slice(b"\r\n");
                 }
