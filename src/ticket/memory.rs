@@ -57,7 +57,10 @@ const SWEEP_BATCH: usize = 4096;
 #[derive(Debug)]
 pub struct MemoryStore {
     limits: StoreLimits,
-    tickets: DashMap<TicketId, Held>,
+    /// Hashed with foldhash (seeded per process), not SipHash: the keys are
+    /// ids this server drew at random, so no one can choose keys that
+    /// collide, and a lookup of any presented id finds short chains.
+    tickets: DashMap<TicketId, Held, foldhash::fast::RandomState>,
     /// Expiry times of each subject's outstanding tickets, oldest first.
     by_subject: DashMap<Subject, VecDeque<(DateTime<Utc>, TicketId)>>,
     /// `(expires_at, id)` of every ticket issued, sharded by issuing thread so
@@ -75,7 +78,7 @@ impl MemoryStore {
         Self {
             places: Places::new(limits.total, SHARDS),
             limits,
-            tickets: DashMap::new(),
+            tickets: DashMap::with_hasher(foldhash::fast::RandomState::default()),
             by_subject: DashMap::new(),
             expiry: (0..SHARDS).map(|_| CachePadded::default()).collect(),
         }
