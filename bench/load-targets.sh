@@ -82,8 +82,8 @@ if want fanout; then
     for _ in $(seq 1 50); do curl -s -o /dev/null http://127.0.0.1:18090/pub/probe && break; sleep 0.1; done
     for round in $(seq 1 "$RUNS"); do
         start_server
-        load fanout-sse-ticket --url "$URL" fanout --subs 10000 --events 5 --rate 1 \
-            | jq -c '{target: "sse-ticket", delivered, expected, p50_ms, p99_ms, max_ms}'
+        load fanout-sse-ticket --url "$URL" --server-pid "$SERVER_PID" fanout --subs 10000 --events 5 --rate 1 \
+            | jq -c '{target: "sse-ticket", delivered, expected, p50_ms, p99_ms, max_ms, server_cpu_us_per_delivery}'
         stop_server
         load fanout-nchan fanout --subs 10000 --events 5 --rate 1 \
             --raw-sub "http://127.0.0.1:18090/sub/fanout$round" --raw-pub "http://127.0.0.1:18090/pub/fanout$round" \
