@@ -102,12 +102,17 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn closing_wakes_a_waiting_stream() {
         let signal = Arc::new(CloseSignal::default());
         let waiting = tokio::spawn(Closing(signal.clone()));
+        // The spawned task runs first, finds the stream open and waits.
         tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
         signal.close(Closed::Shutdown);
-        assert_eq!(waiting.await.expect("joined"), Closed::Shutdown);
+        // A lost wake-up would leave it waiting: the paused clock then jumps
+        // to the timeout at once and the test fails instead of hanging.
+        let woken = tokio::time::timeout(std::time::Duration::from_secs(1), waiting).await;
+        assert_eq!(woken.expect("woken").expect("joined"), Closed::Shutdown);
     }
 }
