@@ -21,15 +21,12 @@ for round in $(seq 1 "$ROUNDS"); do
         SERVER="$bin" OUT="$ROOT/$side" bench/load-targets.sh 1 fanout >/dev/null
     done
 done
+rounds() { # file, jq field: the median over the rounds, then every round's figure
+    jq -rs --arg f "$2" 'map(.[$f]) | "\(sort | .[(length - 1) / 2 | floor]) (\(join(" · ")))"' "$1"
+}
 for side in before after; do
-    jq -rs --arg side "$side" '
-        def median: sort | .[(length - 1) / 2 | floor];
-        "\($side): p99 \(map(.p99_ms) | median) ms (\(map(.p99_ms) | join(" · "))), "
-        + "server CPU per delivery \(map(.server_cpu_us_per_delivery) | median) µs (\(map(.server_cpu_us_per_delivery) | join(" · ")))"
-    ' "$ROOT/$side/fanout-sse-ticket.jsonl"
-    jq -rs --arg side "$side" '
-        def median: sort | .[(length - 1) / 2 | floor];
-        "  nchan in the same rounds: p99 \(map(.p99_ms) | median) ms (\(map(.p99_ms) | join(" · ")))"
-    ' "$ROOT/$side/fanout-nchan.jsonl"
+    echo "$side: p99 $(rounds "$ROOT/$side/fanout-sse-ticket.jsonl" p99_ms) ms," \
+        "server CPU per delivery $(rounds "$ROOT/$side/fanout-sse-ticket.jsonl" server_cpu_us_per_delivery) µs"
+    echo "  nchan in the same rounds: p99 $(rounds "$ROOT/$side/fanout-nchan.jsonl" p99_ms) ms"
 done
 echo "JSON lines: $ROOT"

@@ -23,12 +23,12 @@ export SSE_TICKET_JWT_SECRET="$SECRET" SSE_TICKET_HEARTBEAT=1h
 cleanup() { [ -n "${SERVER_PID:-}" ] && kill "$SERVER_PID" 2>/dev/null; return 0; }
 SERVER_PID=""
 metric() { curl -sf "$URL/metrics" | awk -v name="$1" '$1 == name {print $2}'; }
+alive() { kill -0 "$SERVER_PID" 2>/dev/null || { echo "the server stopped:" >&2; cat "$WORK/server.log" >&2; exit 1; }; }
 for bin in "$@"; do
     rm -f "$WORK"/bench.db* "$WORK"/callgrind.out.*
     valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/callgrind.out.%p" \
         "$bin" serve --bind "127.0.0.1:$PORT" --database-url "sqlite://$WORK/bench.db" >"$WORK/server.log" 2>&1 &
     SERVER_PID=$!
-    alive() { kill -0 "$SERVER_PID" 2>/dev/null || { echo "the server stopped:" >&2; cat "$WORK/server.log" >&2; exit 1; }; }
     until curl -sf "$URL/healthz" >/dev/null; do alive; sleep 0.2; done
     "$LOAD" --url "$URL" fanout --subs "$SUBS" --events "$EVENTS" --rate 5 --settle 20s \
         >"$WORK/load.json" 2>"$WORK/load.txt" &
