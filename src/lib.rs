@@ -19,6 +19,7 @@ pub mod fleet;
 pub mod http;
 pub mod hub;
 pub mod metrics;
+pub mod namespace;
 pub mod redis_link;
 pub mod revocation;
 mod server;

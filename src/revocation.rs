@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 
 pub use self::closing::{Closed, Closing};
-pub use self::streams::{RegisterError, Registration, StreamRegistry};
+pub use self::streams::{RegisterError, Registration, StreamCap, StreamRegistry};
 use crate::auth::{Claims, Subject};
 
 /// Revocation times by subject: a token of a revoked subject issued before

@@ -46,6 +46,10 @@ pub mod defaults {
     pub const JTI_REVOCATION_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
     /// `SSE_TICKET_AUTH_CACHE_TTL`.
     pub const AUTH_CACHE_TTL: Duration = Duration::from_secs(60);
+    /// `SSE_TICKET_OUTBOX_TABLE`.
+    pub const OUTBOX_TABLE: &str = "sse_outbox";
+    /// `SSE_TICKET_IDEMPOTENCY_TTL`.
+    pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
 }
 
 /// The durable store's flag, shared by `serve` and `migrate`.
@@ -199,6 +203,22 @@ pub struct ServeArgs {
     /// How long a revocation by `jti` is kept when the request gives no `until` (`30d`).
     #[arg(long, env = "SSE_TICKET_JTI_REVOCATION_TTL", default_value_t = defaults::JTI_REVOCATION_TTL.into())]
     pub jti_revocation_ttl: humantime::Duration,
+
+    /// `postgres://…` of the app's database: events inserted into its outbox table are published.
+    #[arg(long, env = "SSE_TICKET_OUTBOX_URL", hide_env_values = true, value_parser = secret)]
+    pub outbox_url: Option<SecretString>,
+
+    /// The outbox table (created with its dead-letter twin `<table>_dead` if missing).
+    #[arg(long, env = "SSE_TICKET_OUTBOX_TABLE", default_value = defaults::OUTBOX_TABLE)]
+    pub outbox_table: String,
+
+    /// How long `/publish` remembers an `Idempotency-Key` (`24h`).
+    #[arg(long, env = "SSE_TICKET_IDEMPOTENCY_TTL", default_value_t = defaults::IDEMPOTENCY_TTL.into())]
+    pub idempotency_ttl: humantime::Duration,
+
+    /// Path of a TOML file: any setting by its name in lower case without the prefix, plus `[namespaces."<prefix>"]` tables; flags and variables win over it.
+    #[arg(long, env = "SSE_TICKET_CONFIG")]
+    pub config: Option<PathBuf>,
 
     /// Log format.
     #[arg(long, env = "SSE_TICKET_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]

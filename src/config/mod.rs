@@ -3,6 +3,7 @@
 
 mod args;
 mod checks;
+mod outbox;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use secrecy::SecretString;
 use crate::auth::{KeySource, VerifierSettings};
 use crate::client_ip::{IpBinding, TrustedProxies};
 use crate::db::DatabaseUrl;
+use crate::namespace::{Namespace, NamespaceError, Namespaces, Policy};
 use crate::ticket::StoreLimits;
 
 pub use args::{DatabaseArgs, ServeArgs, defaults};
@@ -20,6 +22,7 @@ use checks::{
     credentialed_cors, database_url, dev_bind, key_source, origin, positive_long, redis_settings,
     tls_setting, trusted_proxies,
 };
+pub use outbox::OutboxSettings;
 
 /// Longest ticket lifetime or heartbeat interval accepted.
 pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
@@ -182,6 +185,12 @@ pub struct Config {
     pub trusted_proxies: TrustedProxies,
     /// Whether a ticket is redeemable only from the client IP that requested it.
     pub bind_ticket_to_ip: IpBinding,
+    /// The app's outbox table, when events are published from it.
+    pub outbox: Option<OutboxSettings>,
+    /// How long `/publish` remembers an `Idempotency-Key`.
+    pub idempotency_ttl: Duration,
+    /// The `[namespaces."<prefix>"]` tables of the configuration file.
+    pub namespaces: Vec<Namespace>,
     /// Log format.
     pub log_format: LogFormat,
     /// Whether `--dev` was given (the secret in `keys` was generated or given).
@@ -211,9 +220,25 @@ impl Config {
             request_timeout: defaults::REQUEST_TIMEOUT,
             trusted_proxies: TrustedProxies::default(),
             bind_ticket_to_ip: defaults::BIND_TICKET_TO_IP,
+            outbox: None,
+            idempotency_ttl: defaults::IDEMPOTENCY_TTL,
+            namespaces: Vec::new(),
             log_format: LogFormat::Pretty,
             dev: false,
         }
+    }
+
+    /// The policy of every topic: the service-wide settings, and the
+    /// namespaces' resolved against them.
+    pub fn namespace_policies(&self) -> Result<Namespaces, NamespaceError> {
+        let service = Policy {
+            history_max_per_topic: self.retention.history_max_per_topic,
+            history_ttl: self.retention.history_ttl,
+            max_streams_per_subject: self.streams.per_subject,
+            max_event_bytes: crate::broker::MAX_EVENT_DATA,
+            publish: true,
+        };
+        Namespaces::new(service, &self.namespaces)
     }
 
     /// Validates `serve`'s arguments.
@@ -296,6 +321,12 @@ impl Config {
             request_timeout: positive("SSE_TICKET_REQUEST_TIMEOUT", args.request_timeout.into())?,
             trusted_proxies: trusted_proxies(&args.trusted_proxies)?,
             bind_ticket_to_ip: args.bind_ticket_to_ip,
+            outbox: outbox::outbox_settings(args.outbox_url, args.outbox_table)?,
+            idempotency_ttl: positive_long(
+                "SSE_TICKET_IDEMPOTENCY_TTL",
+                args.idempotency_ttl.into(),
+            )?,
+            namespaces: Vec::new(),
             log_format: args.log_format,
             dev: args.dev,
         })

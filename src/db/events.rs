@@ -258,30 +258,78 @@ impl Database {
         Ok(Replay { events, gap })
     }
 
-    /// Deletes events older than `older_than`, then all but the newest
-    /// `max_per_topic` of each topic; returns how many went.
-    pub async fn prune_events(
-        &self,
-        older_than: DateTime<Utc>,
-        max_per_topic: u32,
-    ) -> Result<u64, DbError> {
-        let aged = sqlx::query("DELETE FROM events WHERE published_at < $1")
-            .bind(to_millis(older_than))
-            .execute(self.pool());
-        let aged = timed(aged).await?.rows_affected();
-        let surplus = sqlx::query(
+    /// Deletes the events each [`Keep`] no longer keeps: older than its
+    /// horizon, or beyond its newest `max_per_topic` of a topic; returns how
+    /// many went. The first `keep` whose prefix covers a topic holds for it
+    /// (give the longest prefixes first); `rest` for every other topic.
+    pub async fn prune_events(&self, keep: &[Keep], rest: Retained) -> Result<u64, DbError> {
+        let mut aged = Statement::new(self.backend(), "DELETE FROM events WHERE published_at < ");
+        push_by_prefix(&mut aged, keep, rest, |r| to_millis(r.older_than));
+        let aged = timed(aged.query().execute(self.pool()))
+            .await?
+            .rows_affected();
+        let mut surplus = Statement::new(
+            self.backend(),
             "DELETE FROM events WHERE seq IN (
                 SELECT seq FROM (
-                    SELECT seq, ROW_NUMBER() OVER (PARTITION BY topic ORDER BY seq DESC) AS rank
+                    SELECT seq, topic, ROW_NUMBER() OVER (PARTITION BY topic ORDER BY seq DESC) AS rank
                     FROM events
-                ) ranked WHERE rank > $1
-            )",
-        )
-        .bind(i64::from(max_per_topic))
-        .execute(self.pool());
-        let surplus = timed(surplus).await?.rows_affected();
+                ) ranked WHERE rank > ",
+        );
+        push_by_prefix(&mut surplus, keep, rest, |r| i64::from(r.max_per_topic));
+        surplus.push(")");
+        let surplus = timed(surplus.query().execute(self.pool()))
+            .await?
+            .rows_affected();
         Ok(aged + surplus)
     }
+}
+
+/// What the history keeps of a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retained {
+    /// Events published before this are deleted.
+    pub older_than: DateTime<Utc>,
+    /// Replayable events kept per topic; 0 keeps none.
+    pub max_per_topic: u32,
+}
+
+/// What the history keeps of the topics under one prefix (a namespace).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keep {
+    /// The prefix: the topic itself and every topic below it.
+    pub prefix: String,
+    /// What is kept of each of them.
+    pub retained: Retained,
+}
+
+/// `CASE WHEN <under prefix 1> THEN <value 1> … ELSE <rest's value> END`.
+fn push_by_prefix(
+    query: &mut Statement,
+    keep: &[Keep],
+    rest: Retained,
+    value: impl Fn(&Retained) -> i64,
+) {
+    query.push("CASE");
+    for Keep { prefix, retained } in keep {
+        query.push(" WHEN ");
+        push_under(query, prefix);
+        query.push(" THEN ").int(value(retained));
+    }
+    query.push(" ELSE ").int(value(&rest)).push(" END");
+}
+
+/// `(topic = <prefix> OR <topic starts with prefix/>)`.
+fn push_under(query: &mut Statement, prefix: &str) {
+    let below = format!("{prefix}/");
+    query
+        .push("(topic = ")
+        .text(prefix.to_owned())
+        .push(" OR substr(topic, 1, ")
+        .int(i64::try_from(below.len()).unwrap_or(i64::MAX))
+        .push(") = ")
+        .text(below)
+        .push(")");
 }
 
 /// ` AND (<one clause per pattern, OR-ed>)`.
@@ -299,17 +347,7 @@ fn push_topic_filter(query: &mut Statement, patterns: &[TopicPattern]) {
             TopicPattern::Exact(topic) => {
                 query.push("topic = ").text(topic.as_str().to_owned());
             }
-            TopicPattern::Prefix(prefix) => {
-                let below = format!("{}/", prefix.as_str());
-                query
-                    .push("(topic = ")
-                    .text(prefix.as_str().to_owned())
-                    .push(" OR substr(topic, 1, ")
-                    .int(i64::try_from(below.len()).unwrap_or(i64::MAX))
-                    .push(") = ")
-                    .text(below)
-                    .push(")");
-            }
+            TopicPattern::Prefix(prefix) => push_under(query, prefix.as_str()),
         }
     }
     if patterns.is_empty() {

@@ -19,7 +19,7 @@ use sqlx::{AnyPool, Executor as _};
 
 pub use audit::{AuditAction, AuditEpoch, AuditQuery, AuditRecord, minute_of};
 pub use batch::{BatchError, BatchWriter, Batching};
-pub use events::{Replay, ReplayBudget, StoredEvent};
+pub use events::{Keep, Replay, ReplayBudget, Retained, StoredEvent};
 pub use revocations::{JtiRevocation, Revocation};
 pub use url::{DatabaseUrl, redact_url};
 

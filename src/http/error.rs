@@ -366,8 +366,10 @@ impl From<OpenStreamError> for ApiError {
 impl From<PublishError> for ApiError {
     fn from(e: PublishError) -> Self {
         match e {
-            PublishError::TooLarge(_) => Self::PayloadTooLarge(e.to_string()),
-            PublishError::Forbidden(_) => Self::ForbiddenTopic(e.to_string()),
+            PublishError::TooLarge { .. } => Self::PayloadTooLarge(e.to_string()),
+            PublishError::Forbidden(_) | PublishError::NamespaceClosed(_) => {
+                Self::ForbiddenTopic(e.to_string())
+            }
             PublishError::Broker(e) => e.into(),
             PublishError::History(_) => Self::unavailable(&e),
         }

@@ -26,13 +26,14 @@ use crate::clock::SharedClock;
 use crate::db::{AuditAction, AuditRecord, BatchWriter, Database, StoredEvent};
 use crate::fleet::Fleet;
 use crate::metrics::Metrics;
+use crate::namespace::Namespaces;
 use crate::revocation::{Revocations, StreamRegistry};
 use crate::ticket::{Ticket, TicketStore};
 
 pub use crate::broker::{MAX_EVENT_DATA, MAX_EVENT_TYPE_LEN};
 pub use issuing::{BearerError, IssueTicketError, MAX_TOPICS_PER_TICKET};
 pub use opening::{MAX_REPLAY, MAX_REPLAY_BYTES, OpenStreamError, OpenedStream, STREAM_CAP_RETRY};
-pub use publishing::{Publication, PublishError};
+pub use publishing::{Publication, PublishError, Publisher};
 pub use revoking::{JtiRevoked, MAX_JTI_LEN, REVOCATION_RELOAD, RevocationError};
 pub(crate) use revoking::{apply_notices, load_revocations, reload_periodically};
 
@@ -71,6 +72,8 @@ pub struct Hub {
     pub(crate) ip_binding: IpBinding,
     /// Open streams per pattern, here and on the other instances.
     pub(crate) fleet: Arc<Fleet>,
+    /// The policy of each topic: its namespace's, or the service's.
+    pub(crate) namespaces: Arc<Namespaces>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -110,6 +113,10 @@ impl Hub {
     /// Open streams per pattern, here and on the other instances.
     pub fn fleet(&self) -> &Fleet {
         &self.fleet
+    }
+    /// The policy of each topic.
+    pub fn namespaces(&self) -> &Namespaces {
+        &self.namespaces
     }
 }
 

@@ -113,10 +113,12 @@ impl Hub {
         }
         // Listed before the revocation check: a revocation that lands after
         // the check finds the stream and closes it.
-        let registration = match self
-            .streams_by_subject
-            .register(ticket.sub().clone(), ticket.bearer_jti().map(Into::into))
-        {
+        let caps = self.namespaces.stream_caps(ticket.topics());
+        let registration = match self.streams_by_subject.register(
+            ticket.sub().clone(),
+            ticket.bearer_jti().map(Into::into),
+            &caps,
+        ) {
             Ok(registration) => registration,
             Err(full) => {
                 let (cap, reason, error) = match full {

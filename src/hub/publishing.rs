@@ -6,7 +6,7 @@ use bytestring::ByteString;
 use uuid::Uuid;
 
 use crate::auth::{Claims, Topic};
-use crate::broker::{BrokerError, Event, EventType, MAX_EVENT_DATA};
+use crate::broker::{BrokerError, Event, EventType};
 use crate::db::BatchError;
 
 use super::Hub;
@@ -22,15 +22,34 @@ pub struct Publication {
     pub data: serde_json::Value,
 }
 
+/// Who publishes: a bearer through `POST /publish`, or the outbox.
+#[derive(Debug, Clone, Copy)]
+pub enum Publisher<'a> {
+    /// A bearer whose `sse.publish` must cover the topic, in a namespace
+    /// that accepts `/publish`.
+    Bearer(&'a Claims),
+    /// The app's outbox: trusted like the app's own database, and allowed
+    /// where `publish = false`.
+    Outbox,
+}
+
 /// Why an event was not published.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
-    /// The data is larger than [`MAX_EVENT_DATA`] serialized.
-    #[error("data is {0} bytes serialized; the limit is {MAX_EVENT_DATA}")]
-    TooLarge(usize),
+    /// The data is larger than the topic's namespace allows serialized.
+    #[error("data is {size} bytes serialized; the limit for this topic is {limit}")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The topic's limit.
+        limit: usize,
+    },
     /// The token may not publish to the topic.
     #[error("the token may not publish to {0:?}")]
     Forbidden(String),
+    /// The topic's namespace takes events only from the outbox.
+    #[error("{0:?} is in a namespace with publish = false: only the outbox publishes there")]
+    NamespaceClosed(String),
     /// The broker cannot take it: refused before anything was stored, or
     /// (Redis lost between the check and the publish) after the history
     /// stored it, where a resume may still deliver it.
@@ -43,21 +62,42 @@ pub enum PublishError {
 
 impl Hub {
     /// Publishes an event for a bearer allowed to; returns its id.
-    #[tracing::instrument(skip_all, fields(sub = %claims.sub, topic = %publication.topic.as_str()))]
     pub async fn publish(
         &self,
         claims: &Claims,
         publication: Publication,
     ) -> Result<Uuid, PublishError> {
+        self.publish_as(Publisher::Bearer(claims), publication)
+            .await
+    }
+
+    /// Publishes an event for `publisher` once it is allowed to: checked,
+    /// stored for replay (when the topic keeps history), then fanned out.
+    #[tracing::instrument(skip_all, fields(topic = %publication.topic.as_str()))]
+    pub async fn publish_as(
+        &self,
+        publisher: Publisher<'_>,
+        publication: Publication,
+    ) -> Result<Uuid, PublishError> {
         let Publication { topic, kind, data } = publication;
+        let (_, policy) = self.namespaces.of(topic.as_str());
         // A `Value` always serializes (its map keys are strings).
         let data = data.to_string();
-        if data.len() > MAX_EVENT_DATA {
-            return Err(PublishError::TooLarge(data.len()));
+        if data.len() > policy.max_event_bytes {
+            return Err(PublishError::TooLarge {
+                size: data.len(),
+                limit: policy.max_event_bytes,
+            });
         }
-        if !claims.may_publish(&topic) {
-            return Err(PublishError::Forbidden(topic.as_str().to_owned()));
+        if let Publisher::Bearer(claims) = publisher {
+            if !claims.may_publish(&topic) {
+                return Err(PublishError::Forbidden(topic.as_str().to_owned()));
+            }
+            if !policy.publish {
+                return Err(PublishError::NamespaceClosed(topic.as_str().to_owned()));
+            }
         }
+        let keep = policy.history_max_per_topic > 0;
         // Refused before it is stored, so a 503 leaves nothing behind.
         self.broker.ready()?;
         let id = Uuid::now_v7();
@@ -69,7 +109,7 @@ impl Hub {
             self.clock.now(),
         ));
         // Stored before anyone receives it, so a client that saw it can resume after it.
-        if let Some(history) = &self.history {
+        if let (Some(history), true) = (&self.history, keep) {
             history
                 .write(event.to_stored())
                 .await

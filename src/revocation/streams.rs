@@ -12,13 +12,31 @@ use super::closing::{CloseSignal, Closed, Closing};
 use crate::auth::Subject;
 
 /// Open streams by some key, each with the signal that closes it.
-type Streams<K> = Arc<DashMap<K, HashMap<u64, Arc<CloseSignal>>>>;
+type Streams<K, V = Arc<CloseSignal>> = Arc<DashMap<K, HashMap<u64, V>>>;
+
+/// A cap a stream counts against: at most `max` streams of one subject in
+/// `scope` (0 the service, else a namespace: see
+/// [`Namespaces::stream_caps`](crate::namespace::Namespaces::stream_caps)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamCap {
+    /// Whose cap.
+    pub scope: usize,
+    /// Streams of one subject it allows.
+    pub max: usize,
+}
+
+/// A listed stream of a subject: its signal, and the scopes it counts in.
+#[derive(Debug)]
+struct Listed {
+    signal: Arc<CloseSignal>,
+    scopes: Box<[usize]>,
+}
 
 /// The open streams of each subject, each with a signal that closes it, and
 /// the caps on how many there may be.
 #[derive(Debug)]
 pub struct StreamRegistry {
-    by_subject: Streams<Subject>,
+    by_subject: Streams<Subject, Listed>,
     /// The same streams, by the `jti` of the token they were opened under.
     by_jti: Streams<Arc<str>>,
     next_id: AtomicU64,
@@ -26,14 +44,13 @@ pub struct StreamRegistry {
     shut: AtomicBool,
     /// Streams listed now, across subjects.
     open: Arc<AtomicUsize>,
-    per_subject: usize,
     total: usize,
 }
 
 /// Why a stream was not listed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum RegisterError {
-    /// The subject already holds its streams.
+    /// The subject already holds its streams (in one of the stream's scopes).
     #[error("the subject holds its maximum of open streams")]
     SubjectFull,
     /// This instance holds its streams.
@@ -44,7 +61,7 @@ pub enum RegisterError {
 /// Keeps a stream listed while it lives.
 #[derive(Debug)]
 pub struct Registration {
-    by_subject: Streams<Subject>,
+    by_subject: Streams<Subject, Listed>,
     by_jti: Streams<Arc<str>>,
     open: Arc<AtomicUsize>,
     sub: Subject,
@@ -79,16 +96,14 @@ impl Drop for Registration {
 }
 
 impl StreamRegistry {
-    /// A registry holding at most `per_subject` streams of one subject and
-    /// `total` in all.
-    pub fn new(per_subject: usize, total: usize) -> Self {
+    /// A registry holding at most `total` streams.
+    pub fn new(total: usize) -> Self {
         Self {
             by_subject: Arc::default(),
             by_jti: Arc::default(),
             next_id: AtomicU64::new(0),
             shut: AtomicBool::new(false),
             open: Arc::default(),
-            per_subject,
             total,
         }
     }
@@ -100,12 +115,13 @@ impl StreamRegistry {
 
     /// Lists a new stream of `sub`, opened under a token with `jti` (if it
     /// has one), closed when `sub` or `jti` is revoked or at
-    /// [`StreamRegistry::close_all`]. Refused when the subject or the
-    /// instance holds its maximum.
+    /// [`StreamRegistry::close_all`]. Refused when the instance holds its
+    /// maximum, or the subject holds the maximum of one of `caps`.
     pub fn register(
         &self,
         sub: Subject,
         jti: Option<Arc<str>>,
+        caps: &[StreamCap],
     ) -> Result<Registration, RegisterError> {
         self.open
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
@@ -118,12 +134,23 @@ impl StreamRegistry {
             // The count and the insert under one shard lock: concurrent
             // opens of one subject cannot both take its last place.
             let mut streams = self.by_subject.entry(sub.clone()).or_default();
-            if streams.len() >= self.per_subject {
+            let full = caps.iter().any(|cap| {
+                let held = streams.values().filter(|s| s.scopes.contains(&cap.scope));
+                held.count() >= cap.max
+            });
+            if full {
                 drop(streams);
                 self.open.fetch_sub(1, Ordering::AcqRel);
                 return Err(RegisterError::SubjectFull);
             }
-            streams.insert(id, signal.clone());
+            let scopes = caps.iter().map(|cap| cap.scope).collect();
+            streams.insert(
+                id,
+                Listed {
+                    signal: signal.clone(),
+                    scopes,
+                },
+            );
         }
         if let Some(jti) = &jti {
             self.by_jti
@@ -149,16 +176,16 @@ impl StreamRegistry {
 
     /// Closes every open stream of `sub`; returns how many.
     pub fn close_subject(&self, sub: &Subject) -> usize {
-        self.by_subject
-            .get(sub)
-            .map_or(0, |streams| close(&streams, Closed::Revoked))
+        self.by_subject.get(sub).map_or(0, |streams| {
+            close(streams.values().map(|s| &s.signal), Closed::Revoked)
+        })
     }
 
     /// Closes every open stream opened under a token with `jti`; returns how many.
     pub fn close_jti(&self, jti: &str) -> usize {
         self.by_jti
             .get(jti)
-            .map_or(0, |streams| close(&streams, Closed::Revoked))
+            .map_or(0, |streams| close(streams.values(), Closed::Revoked))
     }
 
     /// Closes every open stream, and every stream listed from now on, for
@@ -166,14 +193,13 @@ impl StreamRegistry {
     pub fn close_all(&self) {
         self.shut.store(true, Ordering::Release);
         for streams in self.by_subject.iter() {
-            close(&streams, Closed::Shutdown);
+            close(streams.values().map(|s| &s.signal), Closed::Shutdown);
         }
     }
 }
 
-fn close(streams: &HashMap<u64, Arc<CloseSignal>>, why: Closed) -> usize {
-    streams.values().for_each(|signal| signal.close(why));
-    streams.len()
+fn close<'a>(signals: impl Iterator<Item = &'a Arc<CloseSignal>>, why: Closed) -> usize {
+    signals.map(|signal| signal.close(why)).count()
 }
 
 #[cfg(test)]
@@ -186,24 +212,63 @@ mod tests {
         Subject::parse(raw).expect("subject")
     }
 
+    /// The service's cap alone.
+    fn cap(max: usize) -> [StreamCap; 1] {
+        [StreamCap { scope: 0, max }]
+    }
+
     #[test]
-    fn a_subject_and_the_instance_hold_at_most_their_streams() {
-        let registry = StreamRegistry::new(2, 3);
-        let a1 = registry.register(sub("a"), None).expect("first");
-        let _a2 = registry.register(sub("a"), None).expect("second");
+    fn a_stream_counts_in_each_scope_it_names_and_fits_only_if_each_has_room() {
+        let registry = StreamRegistry::new(10);
+        let chat = [StreamCap { scope: 1, max: 1 }];
+        let both = [
+            StreamCap { scope: 0, max: 2 },
+            StreamCap { scope: 1, max: 1 },
+        ];
+        let in_chat = registry.register(sub("a"), None, &chat).expect("chat");
         assert_eq!(
-            registry.register(sub("a"), None).err(),
+            registry.register(sub("a"), None, &both).err(),
+            Some(RegisterError::SubjectFull),
+            "chat is full, whatever the service's room"
+        );
+        let _service = registry.register(sub("a"), None, &cap(2)).expect("service");
+        let _more = registry
+            .register(sub("a"), None, &cap(2))
+            .expect("chat's stream is not the service's");
+        assert_eq!(
+            registry.register(sub("a"), None, &cap(2)).err(),
             Some(RegisterError::SubjectFull)
         );
-        let _b1 = registry.register(sub("b"), None).expect("b");
+        let _other = registry
+            .register(sub("b"), None, &chat)
+            .expect("per subject");
+        drop(in_chat);
+        registry
+            .register(sub("a"), None, &chat)
+            .expect("a place freed in chat");
+    }
+
+    #[test]
+    fn a_subject_and_the_instance_hold_at_most_their_streams() {
+        const CAP: [StreamCap; 1] = [StreamCap { scope: 0, max: 2 }];
+        let registry = StreamRegistry::new(3);
+        let a1 = registry.register(sub("a"), None, &CAP).expect("first");
+        let _a2 = registry.register(sub("a"), None, &CAP).expect("second");
         assert_eq!(
-            registry.register(sub("c"), None).err(),
+            registry.register(sub("a"), None, &CAP).err(),
+            Some(RegisterError::SubjectFull)
+        );
+        let _b1 = registry.register(sub("b"), None, &CAP).expect("b");
+        assert_eq!(
+            registry.register(sub("c"), None, &CAP).err(),
             Some(RegisterError::InstanceFull)
         );
         drop(a1);
-        let _c1 = registry.register(sub("c"), None).expect("a place freed");
+        let _c1 = registry
+            .register(sub("c"), None, &CAP)
+            .expect("a place freed");
         assert_eq!(
-            registry.register(sub("a"), None).err(),
+            registry.register(sub("a"), None, &CAP).err(),
             Some(RegisterError::InstanceFull)
         );
     }
@@ -219,11 +284,18 @@ mod tests {
 
     #[test]
     fn a_revocation_closes_the_subjects_and_the_tokens_streams_only() {
-        let registry = StreamRegistry::new(10, 10);
-        let a = registry.register(sub("a"), Some("t1".into())).expect("a");
-        let a_other_token = registry.register(sub("a"), Some("t2".into())).expect("a");
-        let b = registry.register(sub("b"), Some("t1".into())).expect("b");
-        let c = registry.register(sub("c"), None).expect("c");
+        const CAP: [StreamCap; 1] = [StreamCap { scope: 0, max: 10 }];
+        let registry = StreamRegistry::new(10);
+        let a = registry
+            .register(sub("a"), Some("t1".into()), &CAP)
+            .expect("a");
+        let a_other_token = registry
+            .register(sub("a"), Some("t2".into()), &CAP)
+            .expect("a");
+        let b = registry
+            .register(sub("b"), Some("t1".into()), &CAP)
+            .expect("b");
+        let c = registry.register(sub("c"), None, &CAP).expect("c");
         assert_eq!(registry.close_jti("t1"), 2);
         assert_eq!(closed_now(&a), Some(Closed::Revoked));
         assert_eq!(closed_now(&b), Some(Closed::Revoked));
@@ -236,15 +308,18 @@ mod tests {
 
     #[test]
     fn the_shutdown_closes_every_stream_and_any_listed_after_it() {
-        let registry = StreamRegistry::new(10, 10);
-        let before = registry.register(sub("a"), Some("t".into())).expect("a");
-        let revoked = registry.register(sub("b"), None).expect("b");
+        const CAP: [StreamCap; 1] = [StreamCap { scope: 0, max: 10 }];
+        let registry = StreamRegistry::new(10);
+        let before = registry
+            .register(sub("a"), Some("t".into()), &CAP)
+            .expect("a");
+        let revoked = registry.register(sub("b"), None, &CAP).expect("b");
         registry.close_subject(&sub("b"));
         registry.close_all();
         assert_eq!(closed_now(&before), Some(Closed::Shutdown));
         // A revocation that came first keeps its reason.
         assert_eq!(closed_now(&revoked), Some(Closed::Revoked));
-        let after = registry.register(sub("c"), None).expect("c");
+        let after = registry.register(sub("c"), None, &CAP).expect("c");
         assert_eq!(closed_now(&after), Some(Closed::Shutdown));
     }
 }

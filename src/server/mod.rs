@@ -59,6 +59,9 @@ pub enum StartError {
     /// The TLS certificate or key cannot be used.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// Two namespaces name one prefix.
+    #[error(transparent)]
+    Namespaces(#[from] crate::namespace::NamespaceError),
     /// The listen address cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -113,9 +116,18 @@ impl Server {
                 crate::tls::dev_certificate(dir)?,
             )?)),
         };
+        let namespaces = Arc::new(config.namespace_policies()?);
         let shutdown = CancellationToken::new();
         let db = Database::open(&config.database_url).await?;
-        let (tickets, broker, link) = backends(&config, &db, &clock, &metrics, &shutdown).await?;
+        let (tickets, broker, link) = backends(
+            &config,
+            namespaces.any_history(),
+            &db,
+            &clock,
+            &metrics,
+            &shutdown,
+        )
+        .await?;
         let fleet = Arc::new(Fleet::new(link, clock.clone()));
         tokio::spawn(fleet.clone().run_reporter(shutdown.clone()));
 
@@ -131,7 +143,7 @@ impl Server {
             },
         ));
 
-        let history = (config.retention.history_max_per_topic > 0).then(|| {
+        let history = namespaces.any_history().then(|| {
             let writer_db = db.clone();
             let (writer, _task) = BatchWriter::spawn(
                 HISTORY_QUEUE,
@@ -145,7 +157,8 @@ impl Server {
         });
         tokio::spawn(run_pruner(
             db.clone(),
-            config.retention,
+            namespaces.clone(),
+            config.retention.audit_ttl,
             clock.clone(),
             metrics.clone(),
             shutdown.clone(),
@@ -155,10 +168,7 @@ impl Server {
         metrics
             .jti_revocations
             .set(i64::try_from(revocations.jti_count()).unwrap_or(i64::MAX));
-        let streams_by_subject = StreamRegistry::new(
-            config.streams.per_subject,
-            stream_capacity(config.streams.total),
-        );
+        let streams_by_subject = StreamRegistry::new(stream_capacity(config.streams.total));
         metrics
             .streams_max
             .set(i64::try_from(streams_by_subject.capacity()).unwrap_or(i64::MAX));
@@ -190,6 +200,7 @@ impl Server {
             trusted_proxies: config.trusted_proxies.clone(),
             ip_binding: config.bind_ticket_to_ip,
             fleet,
+            namespaces,
         });
         spawn_key_warm_up(hub.clone(), shutdown.clone());
         spawn_stream_closer(hub.clone(), shutdown.clone());
@@ -306,6 +317,7 @@ impl Server {
 /// in Redis when configured.
 async fn backends(
     config: &Config,
+    keeps_history: bool,
     db: &Database,
     clock: &SharedClock,
     metrics: &Arc<Metrics>,
@@ -329,7 +341,7 @@ async fn backends(
     let link = RedisLink::connect(redis.url.expose_secret(), &redis.prefix, redis.cluster).await?;
     let broker = RedisBroker::start(RedisBrokerParts {
         link: link.clone(),
-        history: (config.retention.history_max_per_topic > 0).then(|| db.clone()),
+        history: keeps_history.then(|| db.clone()),
         clock: clock.clone(),
         metrics: metrics.clone(),
         shutdown: shutdown.clone(),

@@ -7,10 +7,10 @@ use actix_web::web;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
-use crate::config::Retention;
-use crate::db::Database;
+use crate::db::{Database, Keep, Retained};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+use crate::namespace::{Namespaces, Policy};
 
 /// How often retention is enforced, in clock time.
 const PRUNE_INTERVAL: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
@@ -21,7 +21,8 @@ const JWKS_RETRY: Duration = Duration::from_secs(5);
 /// `jti` past their `until`, once a minute of clock time.
 pub(super) async fn run_pruner(
     db: Database,
-    retention: Retention,
+    namespaces: Arc<Namespaces>,
+    audit_ttl: Duration,
     clock: SharedClock,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
@@ -36,19 +37,24 @@ pub(super) async fn run_pruner(
             now.checked_sub_signed(crate::clock::span(keep))
                 .unwrap_or(now)
         };
-        match db
-            .prune_events(
-                horizon(retention.history_ttl),
-                retention.history_max_per_topic,
-            )
-            .await
-        {
+        let retained = |policy: &Policy| Retained {
+            older_than: horizon(policy.history_ttl),
+            max_per_topic: policy.history_max_per_topic,
+        };
+        let keep: Vec<Keep> = namespaces
+            .iter()
+            .map(|(prefix, policy)| Keep {
+                prefix: prefix.to_owned(),
+                retained: retained(policy),
+            })
+            .collect();
+        match db.prune_events(&keep, retained(namespaces.service())).await {
             Ok(pruned) => {
                 metrics.events_pruned.inc_by(pruned);
             }
             Err(error) => tracing::warn!(%error, "pruning the event history failed"),
         }
-        if let Err(error) = db.prune_audit(horizon(retention.audit_ttl)).await {
+        if let Err(error) = db.prune_audit(horizon(audit_ttl)).await {
             tracing::warn!(%error, "pruning the audit trail failed");
         }
         if let Err(error) = db.prune_jti_revocations(now).await {
