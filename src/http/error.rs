@@ -1,5 +1,6 @@
 //! [`ApiError`]: every error a client can see, mapped in one place to the
 //! contract's JSON body `{"error": "<code>", "message": "<sentence>"}`.
+//! Which domain error becomes which `ApiError` is in `error/from.rs`.
 
 use std::time::Duration;
 
@@ -8,12 +9,7 @@ use actix_web::http::header::{self, CacheControl, CacheDirective};
 use actix_web::{HttpResponse, HttpResponseBuilder, ResponseError};
 use serde::Serialize;
 
-use crate::auth::AuthError;
-use crate::broker::BrokerError;
-use crate::db::DbError;
-use crate::fleet::FleetError;
-use crate::hub::{BearerError, IssueTicketError, OpenStreamError, PublishError, RevocationError};
-use crate::ticket::IssueError;
+mod from;
 
 /// `WWW-Authenticate` value on bearer-token failures.
 pub const BEARER_CHALLENGE: &str = r#"Bearer error="invalid_token""#;
@@ -256,142 +252,10 @@ impl ResponseError for OAuthError {
     }
 }
 
-impl From<ApiError> for OAuthError {
-    /// Failures of the request as a whole (its body, the service) keep their
-    /// codes; a body that is not a form is an `invalid_request`.
-    fn from(e: ApiError) -> Self {
-        match e {
-            ApiError::InvalidBody(message) | ApiError::InvalidQuery(message) => {
-                Self::InvalidRequest(message)
-            }
-            e => Self::Api(e),
-        }
-    }
-}
-
-impl From<BearerError> for OAuthError {
-    fn from(e: BearerError) -> Self {
-        match e {
-            BearerError::Verify(AuthError::Unavailable(cause)) => {
-                Self::Api(ApiError::Unavailable(cause))
-            }
-            e => Self::InvalidGrant(format!(
-                "the subject token was not accepted: {}",
-                ApiError::from(e)
-            )),
-        }
-    }
-}
-
-impl From<IssueTicketError> for OAuthError {
-    fn from(e: IssueTicketError) -> Self {
-        match e {
-            IssueTicketError::TooManyTopics
-            | IssueTicketError::NoOwnTopic
-            | IssueTicketError::Forbidden(_) => Self::InvalidScope(e.to_string()),
-            IssueTicketError::Store(e) => Self::Api(e.into()),
-        }
-    }
-}
-
-impl From<AuthError> for ApiError {
-    fn from(e: AuthError) -> Self {
-        match e {
-            AuthError::Invalid(message) => Self::InvalidToken(message),
-            AuthError::Expired => Self::TokenExpired,
-            AuthError::Unavailable(cause) => Self::Unavailable(cause),
-        }
-    }
-}
-
-impl From<IssueError> for ApiError {
-    fn from(e: IssueError) -> Self {
-        match e {
-            IssueError::TooMany { retry_after } => Self::TooManyTickets { retry_after },
-            IssueError::Full => Self::Unavailable("the ticket store is full".into()),
-            IssueError::Unavailable(cause) => Self::Unavailable(cause),
-        }
-    }
-}
-
-impl From<BrokerError> for ApiError {
-    fn from(e: BrokerError) -> Self {
-        match e {
-            BrokerError::Unavailable(cause) => Self::Unavailable(cause),
-        }
-    }
-}
-
 impl ApiError {
     /// A backend failed: `error` and its causes, one after another, for the
     /// log line of the 503 (the client sees none of it).
     pub fn unavailable(error: &dyn std::error::Error) -> Self {
         Self::Unavailable(crate::telemetry::error_chain(error))
-    }
-}
-
-impl From<BearerError> for ApiError {
-    fn from(e: BearerError) -> Self {
-        match e {
-            BearerError::Verify(e) => e.into(),
-            BearerError::Revoked => Self::TokenRevoked,
-        }
-    }
-}
-
-impl From<IssueTicketError> for ApiError {
-    fn from(e: IssueTicketError) -> Self {
-        match e {
-            IssueTicketError::TooManyTopics => Self::InvalidBody(e.to_string()),
-            IssueTicketError::NoOwnTopic => Self::InvalidTopic(e.to_string()),
-            IssueTicketError::Forbidden(_) => Self::ForbiddenTopic(e.to_string()),
-            IssueTicketError::Store(e) => e.into(),
-        }
-    }
-}
-
-impl From<OpenStreamError> for ApiError {
-    fn from(e: OpenStreamError) -> Self {
-        let retry_after = crate::hub::STREAM_CAP_RETRY;
-        match e {
-            OpenStreamError::Refused(_) => Self::InvalidTicket,
-            OpenStreamError::TooManyStreams => Self::TooManyStreams { retry_after },
-            OpenStreamError::InstanceFull => Self::AtCapacity { retry_after },
-            OpenStreamError::Broker(e) => e.into(),
-            OpenStreamError::Tickets(_) | OpenStreamError::History(_) => Self::unavailable(&e),
-        }
-    }
-}
-
-impl From<PublishError> for ApiError {
-    fn from(e: PublishError) -> Self {
-        match e {
-            PublishError::TooLarge { .. } => Self::PayloadTooLarge(e.to_string()),
-            PublishError::Forbidden(_) | PublishError::NamespaceClosed(_) => {
-                Self::ForbiddenTopic(e.to_string())
-            }
-            PublishError::Broker(e) => e.into(),
-            PublishError::History(_) => Self::unavailable(&e),
-        }
-    }
-}
-
-impl From<RevocationError> for ApiError {
-    fn from(e: RevocationError) -> Self {
-        match e {
-            RevocationError::Database(_) => Self::unavailable(&e),
-        }
-    }
-}
-
-impl From<FleetError> for ApiError {
-    fn from(e: FleetError) -> Self {
-        Self::unavailable(&e)
-    }
-}
-
-impl From<DbError> for ApiError {
-    fn from(e: DbError) -> Self {
-        Self::unavailable(&e)
     }
 }
