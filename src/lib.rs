@@ -18,6 +18,7 @@ pub mod dev;
 pub mod fleet;
 pub mod http;
 pub mod hub;
+pub mod idempotency;
 pub mod metrics;
 pub mod namespace;
 pub mod redis_link;
