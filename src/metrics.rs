@@ -3,8 +3,7 @@
 
 mod auth;
 mod health;
-
-use std::sync::atomic::AtomicU64;
+pub mod idempotency;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -117,7 +116,7 @@ pub struct Metrics {
     /// Events deleted from history by retention.
     pub events_pruned: Counter,
     /// Events queued to a stream (one per stream per event).
-    pub events_delivered: Counter<u64, AtomicU64>,
+    pub events_delivered: Counter<u64, std::sync::atomic::AtomicU64>,
     /// Events read back from history or Redis that broke the rules of
     /// `/publish`, skipped instead of sent.
     pub events_invalid: Counter,
@@ -145,6 +144,8 @@ pub struct Metrics {
     pub auth: AuthMetrics,
     /// Backend readiness and open files, refreshed before each scrape.
     pub health: HealthMetrics,
+    /// Publishes with an `Idempotency-Key`, by outcome.
+    pub idempotency: idempotency::IdempotencyMetrics,
 }
 
 impl Metrics {
@@ -325,6 +326,7 @@ impl Metrics {
         );
         let auth = AuthMetrics::register(&mut registry);
         let health = HealthMetrics::register(&mut registry);
+        let idempotency = idempotency::IdempotencyMetrics::register(&mut registry);
         Self {
             registry,
             tickets_issued,
@@ -354,6 +356,7 @@ impl Metrics {
             request_heads_too_large,
             auth,
             health,
+            idempotency,
         }
     }
 
@@ -365,12 +368,9 @@ impl Metrics {
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
-}
 
-impl Metrics {
-    /// Copies in the refusals the HTTP layer answers before a request reaches
-    /// the service (slow and oversized heads): the patched actix-http counts
-    /// them for the whole process, and they only ever grow.
+    /// Copies in the refusals the HTTP layer answers before a request reaches the
+    /// service (slow and oversized heads), counted per process by the patched actix-http.
     fn sync_connection_counts(&self) {
         use actix_http::sse_ticket_patch as edge;
         use std::sync::atomic::Ordering;

@@ -82,10 +82,21 @@ impl Database {
                     .int(to_millis(event.published_at))
                     .push(")");
             }
+            // An id stored already is the same event, published again by a
+            // request that took over its Idempotency-Key: kept once.
+            insert.push(" ON CONFLICT (id) DO NOTHING");
             insert.query().execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Whether the history holds the event `id`.
+    pub async fn holds_event(&self, id: Uuid) -> Result<bool, DbError> {
+        let select = sqlx::query_scalar::<_, i64>("SELECT seq FROM events WHERE id = $1")
+            .bind(id.hyphenated().to_string())
+            .fetch_optional(self.pool());
+        Ok(timed(select).await?.is_some())
     }
 
     /// The retained events on `patterns` published after the event `after`,

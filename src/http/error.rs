@@ -69,6 +69,15 @@ pub enum ApiError {
         /// When to try again.
         retry_after: Duration,
     },
+    /// The `Idempotency-Key` was already used with another body.
+    #[error("{0}")]
+    IdempotencyKeyReused(String),
+    /// A request with the same `Idempotency-Key` is still being published.
+    #[error("a request with this Idempotency-Key is still being published; retry shortly")]
+    IdempotencyKeyInProgress {
+        /// When to try again.
+        retry_after: Duration,
+    },
     /// The ticket is unknown, used, expired or not a ticket at all.
     #[error("the ticket is invalid, expired or already used; fetch a new one from POST /sse-token")]
     InvalidTicket,
@@ -102,7 +111,8 @@ impl ApiError {
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::TooManyTickets { .. } => "too_many_tickets",
             Self::TooManyStreams { .. } => "too_many_streams",
-            Self::AtCapacity { .. } => "unavailable",
+            Self::AtCapacity { .. } | Self::IdempotencyKeyInProgress { .. } => "unavailable",
+            Self::IdempotencyKeyReused(_) => "idempotency_key_reused",
             Self::InvalidTicket => "invalid_ticket",
             Self::RequestTimeout => "request_timeout",
             Self::Unavailable(_) => "unavailable",
@@ -146,7 +156,10 @@ impl ResponseError for ApiError {
             Self::TooManyTickets { .. } | Self::TooManyStreams { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
-            Self::Unavailable(_) | Self::AtCapacity { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::IdempotencyKeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unavailable(_)
+            | Self::AtCapacity { .. }
+            | Self::IdempotencyKeyInProgress { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -179,7 +192,8 @@ impl ApiError {
         }
         if let Self::TooManyTickets { retry_after }
         | Self::TooManyStreams { retry_after }
-        | Self::AtCapacity { retry_after } = self
+        | Self::AtCapacity { retry_after }
+        | Self::IdempotencyKeyInProgress { retry_after } = self
         {
             let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
             response.insert_header((header::RETRY_AFTER, secs.max(1)));

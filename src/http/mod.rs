@@ -92,8 +92,12 @@ fn cors(origins: &[String], credentials: bool) -> Cors {
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
             header::HeaderName::from_static("last-event-id"),
+            header::HeaderName::from_static("idempotency-key"),
         ])
-        .expose_headers([header::RETRY_AFTER])
+        .expose_headers([
+            header::RETRY_AFTER,
+            header::HeaderName::from_static("idempotent-replayed"),
+        ])
         .max_age(3600);
     let cors = if credentials {
         cors.supports_credentials()

@@ -1,7 +1,7 @@
 //! `POST /publish`: send an event to a topic.
 
-use actix_web::HttpResponse;
 use actix_web::web::{Bytes, Data};
+use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -10,7 +10,13 @@ use super::body::{self, string_not_null};
 use super::error::ApiError;
 use crate::auth::Topic;
 use crate::broker::EventType;
-use crate::hub::{Hub, Publication};
+use crate::hub::{Hub, Publication, Publisher};
+use crate::idempotency::IdempotencyKey;
+
+/// The request header naming a publish so that its repeats publish nothing.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// The response header of a repeat answered with the first publish's id.
+const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 
 /// Body of `POST /publish`.
 #[derive(Debug, Deserialize)]
@@ -49,16 +55,40 @@ impl PublishRequest {
     }
 }
 
+/// The `Idempotency-Key` of `request`, if it has one.
+fn idempotency_key(request: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiError> {
+    let mut values = request.headers().get_all(IDEMPOTENCY_KEY);
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(ApiError::InvalidBody(
+            "send one Idempotency-Key header, not several".into(),
+        ));
+    }
+    IdempotencyKey::parse(value.as_bytes())
+        .map(Some)
+        .map_err(|e| ApiError::InvalidBody(e.to_string()))
+}
+
 pub(crate) async fn publish(
     hub: Data<Hub>,
     Bearer(claims): Bearer,
+    http: HttpRequest,
     raw: Result<Bytes, actix_web::Error>,
 ) -> Result<HttpResponse, ApiError> {
+    let key = idempotency_key(&http)?;
     let request: PublishRequest = body::json(raw)?.ok_or_else(|| {
         ApiError::InvalidBody(
             r#"the body must be JSON {"topic": ..., "event": ..., "data": ...}"#.into(),
         )
     })?;
-    let id = hub.publish(&claims, request.publication()?).await?;
-    Ok(HttpResponse::Ok().json(json!({ "id": id })))
+    let published = hub
+        .publish_idempotent(Publisher::Bearer(&claims), key, request.publication()?)
+        .await?;
+    let mut response = HttpResponse::Ok();
+    if published.replayed {
+        response.insert_header((IDEMPOTENT_REPLAYED, "true"));
+    }
+    Ok(response.json(json!({ "id": published.id })))
 }

@@ -9,6 +9,7 @@
 //! Each operation returns an error enum of its own, causes kept; only
 //! `http/error.rs` turns them into statuses and JSON.
 
+mod idempotent;
 mod issuing;
 mod opening;
 mod operations;
@@ -31,6 +32,7 @@ use crate::revocation::{Revocations, StreamRegistry};
 use crate::ticket::{Ticket, TicketStore};
 
 pub use crate::broker::{MAX_EVENT_DATA, MAX_EVENT_TYPE_LEN};
+pub use idempotent::Published;
 pub use issuing::{BearerError, IssueTicketError, MAX_TOPICS_PER_TICKET};
 pub use opening::{MAX_REPLAY, MAX_REPLAY_BYTES, OpenStreamError, OpenedStream, STREAM_CAP_RETRY};
 pub use publishing::{Publication, PublishError, Publisher};
@@ -74,6 +76,8 @@ pub struct Hub {
     pub(crate) fleet: Arc<Fleet>,
     /// The policy of each topic: its namespace's, or the service's.
     pub(crate) namespaces: Arc<Namespaces>,
+    /// The `Idempotency-Key`s of publishes, shared by every instance.
+    pub(crate) idempotency: crate::idempotency::Ledger,
 }
 
 impl std::fmt::Debug for Hub {

@@ -8,6 +8,7 @@ use uuid::Uuid;
 use crate::auth::{Claims, Topic};
 use crate::broker::{BrokerError, Event, EventType};
 use crate::db::BatchError;
+use crate::idempotency::IdempotencyError;
 
 use super::Hub;
 
@@ -58,6 +59,30 @@ pub enum PublishError {
     /// The history could not store it (nobody received it).
     #[error("the event could not be stored")]
     History(#[source] BatchError),
+    /// The `Idempotency-Key` was used for another publish.
+    #[error(
+        "this Idempotency-Key was already used with another body; send a new key for a new event"
+    )]
+    KeyReused,
+    /// Another request is still publishing this `Idempotency-Key`.
+    #[error("a request with this Idempotency-Key is still being published")]
+    KeyInProgress {
+        /// When it should be settled.
+        retry_after: std::time::Duration,
+    },
+    /// The `Idempotency-Key` store did not answer.
+    #[error(transparent)]
+    Idempotency(#[from] IdempotencyError),
+}
+
+/// An event checked for its publisher, ready to go out under an id.
+#[derive(Debug)]
+pub(super) struct Checked {
+    topic: Topic,
+    kind: EventType,
+    data: String,
+    /// Whether its topic keeps history.
+    pub(super) keeps_history: bool,
 }
 
 impl Hub {
@@ -79,6 +104,19 @@ impl Hub {
         publisher: Publisher<'_>,
         publication: Publication,
     ) -> Result<Uuid, PublishError> {
+        let checked = self.check(publisher, publication)?;
+        let id = Uuid::now_v7();
+        self.deliver(checked, id).await?;
+        Ok(id)
+    }
+
+    /// Checks that `publisher` may publish `publication` and that the
+    /// broker can take it; nothing is stored or sent yet.
+    pub(super) fn check(
+        &self,
+        publisher: Publisher<'_>,
+        publication: Publication,
+    ) -> Result<Checked, PublishError> {
         let Publication { topic, kind, data } = publication;
         let (_, policy) = self.namespaces.of(topic.as_str());
         // A `Value` always serializes (its map keys are strings).
@@ -97,10 +135,25 @@ impl Hub {
                 return Err(PublishError::NamespaceClosed(topic.as_str().to_owned()));
             }
         }
-        let keep = policy.history_max_per_topic > 0;
         // Refused before it is stored, so a 503 leaves nothing behind.
         self.broker.ready()?;
-        let id = Uuid::now_v7();
+        Ok(Checked {
+            topic,
+            kind,
+            data,
+            keeps_history: policy.history_max_per_topic > 0 && self.history.is_some(),
+        })
+    }
+
+    /// Stores a checked event for replay (when its topic keeps history),
+    /// then fans it out, under `id`.
+    pub(super) async fn deliver(&self, checked: Checked, id: Uuid) -> Result<(), PublishError> {
+        let Checked {
+            topic,
+            kind,
+            data,
+            keeps_history,
+        } = checked;
         let event = Arc::new(Event::new(
             id,
             topic,
@@ -109,7 +162,7 @@ impl Hub {
             self.clock.now(),
         ));
         // Stored before anyone receives it, so a client that saw it can resume after it.
-        if let (Some(history), true) = (&self.history, keep) {
+        if let (Some(history), true) = (&self.history, keeps_history) {
             history
                 .write(event.to_stored())
                 .await
@@ -119,6 +172,6 @@ impl Hub {
         self.metrics.events_published.inc();
         self.metrics.record_fanout(fanout);
         tracing::debug!(%id, delivered = fanout.delivered, "event published");
-        Ok(id)
+        Ok(())
     }
 }

@@ -128,6 +128,11 @@ impl Server {
             &shutdown,
         )
         .await?;
+        let idempotency = crate::idempotency::Ledger::new(
+            idempotency_store(link.as_ref(), &db),
+            clock.clone(),
+            config.idempotency_ttl,
+        );
         let fleet = Arc::new(Fleet::new(link, clock.clone()));
         tokio::spawn(fleet.clone().run_reporter(shutdown.clone()));
 
@@ -201,6 +206,7 @@ impl Server {
             ip_binding: config.bind_ticket_to_ip,
             fleet,
             namespaces,
+            idempotency,
         });
         spawn_key_warm_up(hub.clone(), shutdown.clone());
         spawn_stream_closer(hub.clone(), shutdown.clone());
@@ -310,6 +316,18 @@ impl Server {
         // Nothing accepted before the stop is lost.
         self.hub.flush().await;
         result
+    }
+}
+
+/// Where `Idempotency-Key`s are kept: in Redis when configured, else in the
+/// database.
+fn idempotency_store(
+    link: Option<&Arc<RedisLink>>,
+    db: &Database,
+) -> Arc<dyn crate::idempotency::IdempotencyStore> {
+    match link {
+        Some(link) => Arc::new(crate::idempotency::RedisStore::new(link.clone())),
+        None => Arc::new(crate::idempotency::DatabaseStore::new(db.clone())),
     }
 }
 

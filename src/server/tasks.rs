@@ -17,8 +17,9 @@ const PRUNE_INTERVAL: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 /// How often an unreachable JWKS is retried after start-up.
 const JWKS_RETRY: Duration = Duration::from_secs(5);
 
-/// Deletes history and audit rows past their retention, and revocations by
-/// `jti` past their `until`, once a minute of clock time.
+/// Deletes history and audit rows past their retention, revocations by
+/// `jti` past their `until`, and expired `Idempotency-Key`s (of the database
+/// store), once a minute of clock time.
 pub(super) async fn run_pruner(
     db: Database,
     namespaces: Arc<Namespaces>,
@@ -59,6 +60,9 @@ pub(super) async fn run_pruner(
         }
         if let Err(error) = db.prune_jti_revocations(now).await {
             tracing::warn!(%error, "pruning the expired revocations by jti failed");
+        }
+        if let Err(error) = crate::idempotency::DatabaseStore::prune(&db, now).await {
+            tracing::warn!(%error, "pruning the expired Idempotency-Keys failed");
         }
     }
 }

@@ -116,7 +116,11 @@ impl From<PublishError> for ApiError {
                 Self::ForbiddenTopic(e.to_string())
             }
             PublishError::Broker(e) => e.into(),
-            PublishError::History(_) => Self::unavailable(&e),
+            PublishError::KeyReused => Self::IdempotencyKeyReused(e.to_string()),
+            PublishError::KeyInProgress { retry_after } => {
+                Self::IdempotencyKeyInProgress { retry_after }
+            }
+            PublishError::History(_) | PublishError::Idempotency(_) => Self::unavailable(&e),
         }
     }
 }
