@@ -15,6 +15,7 @@ mod hardening;
 mod hardening_db;
 mod hardening_edge;
 mod helpers;
+mod idempotency;
 mod idle_connections;
 mod introspection;
 mod ip_binding;

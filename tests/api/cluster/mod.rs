@@ -6,6 +6,7 @@
 //! `redis-server` of its own.
 
 mod failover;
+mod idempotency;
 mod instances;
 mod introspection;
 mod jti;

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use futures_util::FutureExt as _;
 use serde_json::{Value, json};
 use sse_ticket::auth::KeySource;
 use sse_ticket::http::ROUTES;
@@ -53,6 +54,14 @@ async fn cases(app: &TestApp) -> Vec<Case> {
             .send()
     };
     let event = json!({ "topic": "orders/1", "data": 1 }).to_string();
+    let keyed = |body: &str| {
+        let publish = app.client.post(app.url("/publish")).bearer_auth(&publisher);
+        let publish = publish.header("idempotency-key", "conformance-1");
+        publish
+            .body(body.to_owned())
+            .send()
+            .map(|r| r.expect("publish"))
+    };
     let exchange = |subject_token: &str| {
         let body = form_urlencoded::Serializer::new(String::new())
             .append_pair(
@@ -146,6 +155,24 @@ async fn cases(app: &TestApp) -> Vec<Case> {
             path: "/publish",
             status: 400,
             response: app.post_publish(Some(&publisher), "{}").await,
+        },
+        Case {
+            method: "POST",
+            path: "/publish",
+            status: 200,
+            response: keyed(&event).await,
+        },
+        Case {
+            method: "POST",
+            path: "/publish",
+            status: 200,
+            response: keyed(&event).await,
+        },
+        Case {
+            method: "POST",
+            path: "/publish",
+            status: 422,
+            response: keyed(r#"{"topic": "orders/2", "data": 1}"#).await,
         },
         Case {
             method: "POST",
