@@ -9,6 +9,7 @@ use hyper::Method;
 use serde_json::json;
 
 use crate::Verdict;
+use crate::auth::Permissions;
 use crate::http::RequestTemplate;
 use crate::load::{self, Plan};
 use crate::report::{self, per_second, round3};
@@ -40,6 +41,10 @@ pub struct IssueArgs {
     /// ticket TTL by default); needs about rate × min(duration, TTL) / 32.
     #[arg(long, default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(1..))]
     pub subjects: u32,
+    /// `Idempotency-Key` on each request (for /publish): none, a fresh one
+    /// per request, or one repeated for the whole run (replays).
+    #[arg(long, value_enum, default_value_t = load::Keys::None)]
+    pub idempotency_key: load::Keys,
 }
 
 /// Parses an HTTP method name.
@@ -71,9 +76,23 @@ pub async fn run(ctx: &Context, args: IssueArgs) -> anyhow::Result<Verdict> {
                      per-subject cap (32 by default) it answers 429"
                 );
             }
-            load::bearers(credentials, &prefix, args.subjects as usize)?
+            load::bearers(
+                credentials,
+                &prefix,
+                args.subjects as usize,
+                &Permissions::default(),
+            )?
         }
-        (Some(credentials), false) => load::bearers(credentials, &prefix, 1)?,
+        // A minted bearer may publish anywhere, for /publish.
+        (Some(credentials), false) => load::bearers(
+            credentials,
+            &prefix,
+            1,
+            &Permissions {
+                publish: vec!["*".to_owned()],
+                ..Permissions::default()
+            },
+        )?,
         (None, false) => Vec::new().into(),
     };
     let subjects = bearers.len();
@@ -86,13 +105,14 @@ pub async fn run(ctx: &Context, args: IssueArgs) -> anyhow::Result<Verdict> {
         bearers,
         connections,
         duration: args.duration,
+        keys: args.idempotency_key,
     })
     .await;
 
     let rps = per_second(outcome.requests, outcome.elapsed);
     let ok_rps = per_second(outcome.ok, outcome.elapsed);
     let summary = format!(
-        "issue {method} {path} on {host}: {connections} connections{subjects}, {secs:.2} s\n\
+        "issue {method} {path} on {host}: {connections} connections{subjects}{keys}, {secs:.2} s\n\
          \x20 requests  {requests} ({rps:.1}/s), 2xx {ok} ({ok_rps:.1}/s)\n\
          \x20 latency   {latency}\n\
          \x20 errors    {errors}\n\
@@ -103,6 +123,10 @@ pub async fn run(ctx: &Context, args: IssueArgs) -> anyhow::Result<Verdict> {
             format!(", {subjects} subjects")
         } else {
             String::new()
+        },
+        keys = match args.idempotency_key {
+            load::Keys::None => String::new(),
+            keys => format!(", Idempotency-Key {}", keys.as_str()),
         },
         secs = outcome.elapsed.as_secs_f64(),
         requests = outcome.requests,
@@ -117,6 +141,7 @@ pub async fn run(ctx: &Context, args: IssueArgs) -> anyhow::Result<Verdict> {
         "path": args.path,
         "connections": connections,
         "subjects": subjects,
+        "idempotency_key": args.idempotency_key.as_str(),
         "duration_s": round3(outcome.elapsed.as_secs_f64()),
         "requests": outcome.requests,
         "ok": outcome.ok,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use hyper::header::HeaderValue;
+use hyper::header::{HeaderName, HeaderValue};
 
 use crate::auth::{Credentials, Permissions};
 use crate::http::{Client, Failure, RequestTemplate};
@@ -17,6 +17,29 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Pause after a failed connect, so a dead server is not hammered in a tight loop.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(50);
+
+/// The `Idempotency-Key` each request carries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Keys {
+    /// None.
+    #[default]
+    None,
+    /// A new key on every request: each one publishes (the cost of a claim).
+    Fresh,
+    /// One key for the whole run: every request after the first is a replay.
+    Repeat,
+}
+
+impl Keys {
+    /// The name the JSON line gives it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Fresh => "fresh",
+            Self::Repeat => "repeat",
+        }
+    }
+}
 
 /// What to send, how often, over how many connections.
 #[derive(Debug, Clone)]
@@ -31,6 +54,8 @@ pub struct Plan {
     pub connections: usize,
     /// How long to send.
     pub duration: Duration,
+    /// The `Idempotency-Key` of each request.
+    pub keys: Keys,
 }
 
 /// What a run counted.
@@ -50,21 +75,21 @@ pub struct Outcome {
     pub elapsed: Duration,
 }
 
-/// Mints one bearer per subject `<prefix>-<i>` (or the fixed token once).
+/// Mints one bearer per subject `<prefix>-<i>` with `permissions` (or the
+/// fixed token once).
 pub fn bearers(
     credentials: &Credentials,
     prefix: &str,
     subjects: usize,
+    permissions: &Permissions,
 ) -> anyhow::Result<Arc<[HeaderValue]>> {
     if credentials.is_fixed() {
-        return Ok(Arc::from(vec![
-            credentials.bearer(prefix, &Permissions::default())?,
-        ]));
+        return Ok(Arc::from(vec![credentials.bearer(prefix, permissions)?]));
     }
     (0..subjects)
         .map(|i| {
             credentials
-                .bearer(&format!("{prefix}-{i}"), &Permissions::default())
+                .bearer(&format!("{prefix}-{i}"), permissions)
                 .with_context(|| format!("minting the token of subject {i}"))
         })
         .collect::<anyhow::Result<Vec<_>>>()
@@ -76,8 +101,16 @@ pub async fn run(plan: Plan) -> Outcome {
     let start = Instant::now();
     let deadline = start + plan.duration;
     let plan = Arc::new(plan);
+    // Keys of this run only: a server remembers them for a day.
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let run: Arc<str> = format!("{}-{}", std::process::id(), since_epoch.as_nanos()).into();
     let workers: Vec<_> = (0..plan.connections)
-        .map(|worker| tokio::spawn(work(Arc::clone(&plan), worker, deadline)))
+        .map(|worker| {
+            let run = Arc::clone(&run);
+            tokio::spawn(work(Arc::clone(&plan), worker, deadline, run))
+        })
         .collect();
     let mut total = Outcome::default();
     for worker in workers {
@@ -96,12 +129,13 @@ pub async fn run(plan: Plan) -> Outcome {
     total
 }
 
-async fn work(plan: Arc<Plan>, worker: usize, deadline: Instant) -> Outcome {
+async fn work(plan: Arc<Plan>, worker: usize, deadline: Instant, run: Arc<str>) -> Outcome {
     let mut outcome = Outcome::default();
     let mut client = Client::new(plan.addr);
     let bearers = &plan.bearers;
     // Each worker walks the subjects from its own offset, so they spread evenly.
     let mut next = worker * bearers.len() / plan.connections.max(1);
+    let mut sent_here = 0_u64;
     while Instant::now() < deadline {
         let bearer = if bearers.is_empty() {
             None
@@ -109,7 +143,17 @@ async fn work(plan: Arc<Plan>, worker: usize, deadline: Instant) -> Outcome {
             next = (next + 1) % bearers.len();
             Some(&bearers[next])
         };
-        let request = plan.template.build(bearer);
+        let mut request = plan.template.build(bearer);
+        let key = match plan.keys {
+            Keys::None => None,
+            Keys::Fresh => Some(format!("load-{run}-{worker}-{sent_here}")),
+            Keys::Repeat => Some(format!("load-{run}")),
+        };
+        if let Some(key) = key.and_then(|k| HeaderValue::from_str(&k).ok()) {
+            static NAME: HeaderName = HeaderName::from_static("idempotency-key");
+            request.headers_mut().insert(NAME.clone(), key);
+        }
+        sent_here += 1;
         let sent = Instant::now();
         match tokio::time::timeout(REQUEST_TIMEOUT, client.fetch(request)).await {
             Ok(Ok((status, _body))) => {

@@ -11,6 +11,7 @@ use hyper::Method;
 use serde_json::json;
 
 use crate::Verdict;
+use crate::auth::Permissions;
 use crate::http::RequestTemplate;
 use crate::issue::TICKET_PATH;
 use crate::load::{self, Plan};
@@ -89,7 +90,12 @@ pub async fn run(ctx: &Context, args: SoakArgs) -> anyhow::Result<Verdict> {
     let connections = usize::from(args.connections);
     ctx.ensure_open_files(connections as u64, "--connections")?;
     let prefix = format!("load-soak-{}", std::process::id());
-    let bearers = load::bearers(credentials, &prefix, args.subjects as usize)?;
+    let bearers = load::bearers(
+        credentials,
+        &prefix,
+        args.subjects as usize,
+        &Permissions::default(),
+    )?;
     let template = RequestTemplate::at(&ctx.base, Method::POST, TICKET_PATH, Bytes::new())?;
     let sampler = Sampler::start(pid, Duration::from_secs(1));
     let outcome = load::run(Plan {
@@ -98,6 +104,7 @@ pub async fn run(ctx: &Context, args: SoakArgs) -> anyhow::Result<Verdict> {
         bearers,
         connections,
         duration: args.duration,
+        keys: load::Keys::None,
     })
     .await;
     let samples = sampler

@@ -113,6 +113,31 @@ async fn every_mode_runs_a_tiny_load() {
     assert!(number(&healthz, "rps") > 0.0, "{healthz}");
     assert_eq!(healthz["requests"], healthz["ok"], "{healthz}");
 
+    // /publish with a fresh Idempotency-Key on each request, then one key
+    // repeated: every answer a 200.
+    for keys in ["fresh", "repeat"] {
+        let publish = load(
+            &base,
+            &[
+                "issue",
+                "--path",
+                "/publish",
+                "--body",
+                r#"{"topic":"smoke","data":1}"#,
+                "--idempotency-key",
+                keys,
+                "--duration",
+                "1s",
+                "--connections",
+                "2",
+            ],
+        )
+        .await;
+        assert_eq!(publish["idempotency_key"], keys);
+        assert!(number(&publish, "ok") > 0.0, "{publish}");
+        assert_eq!(publish["requests"], publish["ok"], "{publish}");
+    }
+
     let streams = load(&base, &["streams", "--n", "20", "--hold", "1s"]).await;
     assert_eq!(streams["opened"], 20, "{streams}");
     assert_eq!(streams["still_open"], 20, "{streams}");
