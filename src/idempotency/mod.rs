@@ -162,6 +162,9 @@ pub enum IdempotencyError {
     /// The database did not answer.
     #[error("the Idempotency-Key store (database) did not answer")]
     Database(#[source] DbError),
+    /// The database's writer did not commit the change.
+    #[error("the Idempotency-Key store (database) did not commit a change")]
+    Writer(#[source] crate::db::BatchError),
     /// The store holds an entry this service did not write.
     #[error("an Idempotency-Key entry is unreadable: {0}")]
     Corrupt(&'static str),
