@@ -3,20 +3,24 @@
 //!
 //! Reads go straight to the pool: a repeat that finds a live entry costs one
 //! indexed `SELECT` and writes nothing. Every change goes through one writer
-//! that commits whatever is waiting in one transaction (group commit, as the
-//! history does), in order: a claim is `INSERT … ON CONFLICT DO NOTHING`,
-//! else a conditional `UPDATE` of an expired row, else the live row read
-//! back; the other changes are `UPDATE`s conditional on the owner's token,
-//! so two instances never both hold a key. A change is answered once its
-//! transaction has committed. Expired rows are deleted by the pruner, once a
-//! minute ([`DatabaseStore::prune`]).
+//! (`database/writer.rs`) that commits whatever is waiting in one transaction (group
+//! commit, as the history does): a claim is `INSERT … ON CONFLICT DO
+//! NOTHING`, else a conditional `UPDATE` of an expired row, else the live row
+//! read back; the other changes are `UPDATE`s conditional on the owner's
+//! token, so two instances never both hold a key. A change is answered once
+//! its transaction has committed. Expired rows are deleted by the pruner,
+//! once a minute ([`DatabaseStore::prune`]).
+
+mod writer;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sqlx::Row as _;
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row as _};
 use tokio::sync::oneshot;
 use uuid::Uuid;
+
+use writer::{Change, Op, Outcome};
 
 use super::{
     Claim, Entry, Fingerprint, IdempotencyError, IdempotencyStore, KeyDigest, Owner, Times,
@@ -39,35 +43,13 @@ pub struct DatabaseStore {
     writer: BatchWriter<Change>,
 }
 
-/// One change to a key, and who waits for its outcome.
-struct Change {
-    key: KeyDigest,
-    op: Op,
-    outcome: oneshot::Sender<Outcome>,
-}
-
-/// What a change does.
-enum Op {
-    Claim(Claim, Times),
-    TakeOver(Owner, Claim, Times),
-    Complete(Owner, DateTime<Utc>),
-    Abandon(Owner),
-}
-
-/// What a change did: a claim's entry found (`None`: claimed), or whether
-/// a conditional update applied.
-enum Outcome {
-    Claimed(Option<Entry>),
-    Applied(bool),
-}
-
 impl DatabaseStore {
     /// A store on `db` (migrated), with its writer task.
     pub fn new(db: Database) -> Self {
         let writer_db = db.clone();
         let (writer, _task) = BatchWriter::spawn(QUEUE, Batching::AT_ONCE, move |changes| {
             let db = writer_db.clone();
-            async move { apply_all(&db, changes).await }
+            async move { writer::apply_all(&db, changes).await }
         });
         Self { db, writer }
     }
@@ -93,138 +75,6 @@ impl DatabaseStore {
             .await
             .map_err(|_| IdempotencyError::Writer(BatchError::Stopped))
     }
-}
-
-/// Applies `changes` in order in one transaction, then answers each.
-async fn apply_all(db: &Database, changes: Vec<Change>) -> Result<(), DbError> {
-    let mut tx = db.pool().begin().await?;
-    let mut answers = Vec::with_capacity(changes.len());
-    for change in changes {
-        let outcome = apply(&mut tx, change.key, change.op).await?;
-        answers.push((change.outcome, outcome));
-    }
-    tx.commit().await?;
-    for (to, outcome) in answers {
-        let _ = to.send(outcome);
-    }
-    Ok(())
-}
-
-/// Applies one change.
-async fn apply(conn: &mut AnyConnection, key: KeyDigest, op: Op) -> Result<Outcome, DbError> {
-    let digest = key.hex();
-    let applied = |done: sqlx::any::AnyQueryResult| Outcome::Applied(done.rows_affected() > 0);
-    Ok(match op {
-        Op::Claim(claim, times) => Outcome::Claimed(claim_in(conn, &digest, &claim, times).await?),
-        Op::TakeOver(stale, claim, times) => applied(
-            sqlx::query(
-                "UPDATE idempotency_keys SET fingerprint = $1, event_id = $2, owner = $3,
-                     lease_until = $4, expires_at = $5
-                 WHERE key_digest = $6 AND owner = $7 AND state = 'pending'
-                     AND lease_until <= $8 AND expires_at > $8",
-            )
-            .bind(claim.fingerprint.hex())
-            .bind(claim.id.hyphenated().to_string())
-            .bind(claim.owner.as_str().to_owned())
-            .bind(to_millis(times.lease_until))
-            .bind(to_millis(times.expires_at))
-            .bind(digest)
-            .bind(stale.as_str().to_owned())
-            .bind(to_millis(times.now))
-            .execute(&mut *conn)
-            .await?,
-        ),
-        Op::Complete(owner, expires_at) => applied(
-            sqlx::query(
-                "UPDATE idempotency_keys SET state = 'done', lease_until = 0, expires_at = $1
-                 WHERE key_digest = $2 AND owner = $3 AND state = 'pending'",
-            )
-            .bind(to_millis(expires_at))
-            .bind(digest)
-            .bind(owner.as_str().to_owned())
-            .execute(&mut *conn)
-            .await?,
-        ),
-        Op::Abandon(owner) => applied(
-            sqlx::query(
-                "UPDATE idempotency_keys SET lease_until = 0
-                 WHERE key_digest = $1 AND owner = $2 AND state = 'pending'",
-            )
-            .bind(digest)
-            .bind(owner.as_str().to_owned())
-            .execute(&mut *conn)
-            .await?,
-        ),
-    })
-}
-
-/// Writes `claim` under `digest` if no row is there or the row there has
-/// expired; else reads the live row back.
-async fn claim_in(
-    conn: &mut AnyConnection,
-    digest: &str,
-    claim: &Claim,
-    times: Times,
-) -> Result<Option<Entry>, DbError> {
-    // A row can be pruned between the statements (Postgres reads what
-    // others committed meanwhile): then the key is free again.
-    for _ in 0..3 {
-        if write_claim(conn, digest, claim, times).await? {
-            return Ok(None);
-        }
-        let row = sqlx::query(ENTRY)
-            .bind(digest.to_owned())
-            .bind(to_millis(times.now))
-            .fetch_optional(&mut *conn)
-            .await?;
-        if let Some(row) = row {
-            return entry(&row).map(Some);
-        }
-    }
-    Err(DbError::Query(sqlx::Error::Protocol(
-        "an idempotency_keys row came and went three times in a row".into(),
-    )))
-}
-
-/// Inserts `claim` as a new row, or over an expired one; whether it did.
-async fn write_claim(
-    conn: &mut AnyConnection,
-    digest: &str,
-    claim: &Claim,
-    times: Times,
-) -> Result<bool, DbError> {
-    let inserted = sqlx::query(
-        "INSERT INTO idempotency_keys
-             (key_digest, state, fingerprint, event_id, owner, lease_until, expires_at)
-         VALUES ($1, 'pending', $2, $3, $4, $5, $6)
-         ON CONFLICT (key_digest) DO NOTHING",
-    )
-    .bind(digest.to_owned())
-    .bind(claim.fingerprint.hex())
-    .bind(claim.id.hyphenated().to_string())
-    .bind(claim.owner.as_str().to_owned())
-    .bind(to_millis(times.lease_until))
-    .bind(to_millis(times.expires_at))
-    .execute(&mut *conn)
-    .await?;
-    if inserted.rows_affected() > 0 {
-        return Ok(true);
-    }
-    let replaced = sqlx::query(
-        "UPDATE idempotency_keys SET state = 'pending', fingerprint = $1, event_id = $2,
-             owner = $3, lease_until = $4, expires_at = $5
-         WHERE key_digest = $6 AND expires_at <= $7",
-    )
-    .bind(claim.fingerprint.hex())
-    .bind(claim.id.hyphenated().to_string())
-    .bind(claim.owner.as_str().to_owned())
-    .bind(to_millis(times.lease_until))
-    .bind(to_millis(times.expires_at))
-    .bind(digest.to_owned())
-    .bind(to_millis(times.now))
-    .execute(&mut *conn)
-    .await?;
-    Ok(replaced.rows_affected() > 0)
 }
 
 /// An entry as a row holds it.

@@ -249,3 +249,69 @@ async fn the_pruner_deletes_expired_keys_only() {
         Begun::InProgress { .. }
     ));
 }
+
+#[tokio::test]
+async fn concurrent_claims_of_one_key_elect_one_owner() {
+    for (name, store) in stores().await {
+        let clock = ManualClock::default();
+        let now = clock.now();
+        let times = Times {
+            now,
+            lease_until: now + TimeDelta::seconds(10),
+            expires_at: now + TimeDelta::seconds(60),
+        };
+        let (key, other) = (fresh_key(), fresh_key());
+        let claims: Vec<Claim> = (0..20)
+            .map(|_| Claim {
+                owner: Owner::random(),
+                fingerprint: fingerprint(1),
+                id: Uuid::now_v7(),
+            })
+            .collect();
+        // Queued together, so that the database store's writer takes
+        // several of them (and one of another key) in one transaction.
+        let attempts = claims.iter().map(|claim| store.claim(key, claim, times));
+        let lone = Claim {
+            owner: Owner::random(),
+            fingerprint: fingerprint(2),
+            id: Uuid::now_v7(),
+        };
+        let (found, alone) = tokio::join!(
+            futures_util::future::join_all(attempts),
+            store.claim(other, &lone, times)
+        );
+        assert_eq!(
+            alone.expect("a claim"),
+            None,
+            "{name}: the other key is claimed"
+        );
+        let found: Vec<Option<Entry>> = found.into_iter().map(|f| f.expect("a claim")).collect();
+        let winners: Vec<&Claim> = claims
+            .iter()
+            .zip(&found)
+            .filter(|(_, found)| found.is_none())
+            .map(|(claim, _)| claim)
+            .collect();
+        assert_eq!(winners.len(), 1, "{name}: one owner");
+        for entry in found.iter().flatten() {
+            match entry {
+                Entry::Pending { claim, .. } => assert_eq!(claim, winners[0], "{name}"),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        // Completed by the winner only.
+        let loser = claims.iter().find(|c| c != &winners[0]).expect("a loser");
+        assert!(
+            !store
+                .complete(key, &loser.owner, now, times.expires_at)
+                .await
+                .expect("complete")
+        );
+        assert!(
+            store
+                .complete(key, &winners[0].owner, now, times.expires_at)
+                .await
+                .expect("complete")
+        );
+    }
+}
