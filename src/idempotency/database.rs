@@ -1,8 +1,8 @@
 //! Keys in the database (SQLite or Postgres), for deployments without
 //! Redis: one row per key in `idempotency_keys`, named by its digest.
 //!
-//! Reads go straight to the pool: a repeat that finds a live entry costs one
-//! indexed `SELECT` and writes nothing. Every change goes through one writer
+//! Reads ([`IdempotencyStore::peek`], while a repeat waits for the first
+//! request) go straight to the pool. Every change goes through one writer
 //! (`database/writer.rs`) that commits whatever is waiting in one transaction (group
 //! commit, as the history does): a claim is `INSERT … ON CONFLICT DO
 //! NOTHING`, else a conditional `UPDATE` of an expired row, else the live row
@@ -106,21 +106,28 @@ fn entry(row: &AnyRow) -> Result<Entry, DbError> {
 
 #[async_trait]
 impl IdempotencyStore for DatabaseStore {
+    async fn peek(
+        &self,
+        key: KeyDigest,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Entry>, IdempotencyError> {
+        let select = sqlx::query(ENTRY)
+            .bind(key.hex())
+            .bind(to_millis(now))
+            .fetch_optional(self.db.pool());
+        let found = timed(select).await.map_err(IdempotencyError::Database)?;
+        found
+            .map(|row| entry(&row))
+            .transpose()
+            .map_err(IdempotencyError::Database)
+    }
+
     async fn claim(
         &self,
         key: KeyDigest,
         claim: &Claim,
         times: Times,
     ) -> Result<Option<Entry>, IdempotencyError> {
-        // A live entry is all most repeats need: read, nothing written.
-        let select = sqlx::query(ENTRY)
-            .bind(key.hex())
-            .bind(to_millis(times.now))
-            .fetch_optional(self.db.pool());
-        let found = timed(select).await.map_err(IdempotencyError::Database)?;
-        if let Some(row) = found {
-            return entry(&row).map(Some).map_err(IdempotencyError::Database);
-        }
         match self.change(key, Op::Claim(claim.clone(), times)).await? {
             Outcome::Claimed(found) => Ok(found),
             Outcome::Applied(_) => Err(IdempotencyError::Corrupt("a claim answered as an update")),

@@ -105,9 +105,22 @@ impl Ledger {
             id: Uuid::now_v7(),
         };
         let mut lease_left = Duration::ZERO;
+        let mut first = true;
         loop {
             let times = self.times(self.clock.now());
-            match self.store.claim(key, &fresh, times).await? {
+            // Most keys are new: the first look claims. A key found taken is
+            // watched by reads until it is done or free again.
+            let seen = if first {
+                None
+            } else {
+                self.store.peek(key, times.now).await?
+            };
+            first = false;
+            let found = match seen {
+                Some(entry) => Some(entry),
+                None => self.store.claim(key, &fresh, times).await?,
+            };
+            match found {
                 None => {
                     return Ok(Begun::Publish(Claimed {
                         key,

@@ -118,6 +118,13 @@ pub struct Times {
 /// on one key.
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync + fmt::Debug {
+    /// The live entry under `key` at `now`, if any; writes nothing.
+    async fn peek(
+        &self,
+        key: KeyDigest,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Entry>, IdempotencyError>;
+
     /// Writes `claim` as pending under `key` if no entry is there (or only
     /// an expired one); returns `None` when it did, else the entry found.
     async fn claim(

@@ -155,6 +155,39 @@ fn entry(found: Vec<String>) -> Result<Entry, IdempotencyError> {
 
 #[async_trait]
 impl IdempotencyStore for RedisStore {
+    async fn peek(
+        &self,
+        key: KeyDigest,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Entry>, IdempotencyError> {
+        let redis_key = self.redis_key(key);
+        let found: Vec<Option<String>> = self
+            .link
+            .run(|mut c| async move {
+                redis::cmd("HMGET")
+                    .arg(redis_key)
+                    .arg(&["e", "s", "f", "id", "o", "l"])
+                    .query_async(&mut c)
+                    .await
+            })
+            .await
+            .map_err(IdempotencyError::Redis)?;
+        let mut fields = found.into_iter();
+        let live = fields
+            .next()
+            .flatten()
+            .and_then(|e| e.parse::<i64>().ok())
+            .is_some_and(|e| e > now.timestamp_millis());
+        if !live {
+            return Ok(None);
+        }
+        let rest: Option<Vec<String>> = fields.collect();
+        let rest = rest.ok_or(IdempotencyError::Corrupt(
+            "an idempotency hash in Redis is unreadable",
+        ))?;
+        entry(rest).map(Some)
+    }
+
     async fn claim(
         &self,
         key: KeyDigest,
