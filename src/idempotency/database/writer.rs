@@ -131,8 +131,9 @@ async fn insert_claims(
         .map_err(DbError::from)
 }
 
-/// A claim the multi-row insert did not write: over an expired row, else
-/// the live row read back (or, if the row went meanwhile, written again).
+/// A claim the multi-row insert did not write: the live row read back (a
+/// repeat), else over the expired row, else (the row went meanwhile)
+/// written anew.
 async fn claim_one(
     conn: &mut AnyConnection,
     digest: &str,
@@ -140,6 +141,14 @@ async fn claim_one(
     times: Times,
 ) -> Result<Option<Entry>, DbError> {
     for _ in 0..3 {
+        let row = sqlx::query(ENTRY)
+            .bind(digest.to_owned())
+            .bind(to_millis(times.now))
+            .fetch_optional(&mut *conn)
+            .await?;
+        if let Some(row) = row {
+            return entry(&row).map(Some);
+        }
         let replaced = sqlx::query(
             "UPDATE idempotency_keys SET state = 'pending', fingerprint = $1, event_id = $2,
                  owner = $3, lease_until = $4, expires_at = $5
@@ -156,14 +165,6 @@ async fn claim_one(
         .await?;
         if replaced.rows_affected() > 0 {
             return Ok(None);
-        }
-        let row = sqlx::query(ENTRY)
-            .bind(digest.to_owned())
-            .bind(to_millis(times.now))
-            .fetch_optional(&mut *conn)
-            .await?;
-        if let Some(row) = row {
-            return entry(&row).map(Some);
         }
         // Pruned between the statements (Postgres reads what others
         // committed meanwhile): the key is free again.
