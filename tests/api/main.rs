@@ -19,6 +19,7 @@ mod idle_connections;
 mod introspection;
 mod ip_binding;
 mod jti;
+mod namespaces;
 mod oauth_library;
 mod openapi;
 mod ops;
