@@ -30,8 +30,8 @@ pub struct RejectLabels {
     ///   is revoked: whenever it was issued;
     /// - `client_mismatch`: bound to a client IP (`SSE_TICKET_BIND_TICKET_TO_IP`)
     ///   and presented from another;
-    /// - `too_many_streams`: the subject holds
-    ///   `SSE_TICKET_MAX_STREAMS_PER_SUBJECT` streams on this instance (429);
+    /// - `too_many_streams`: the subject holds `SSE_TICKET_MAX_STREAMS_PER_SUBJECT`
+    ///   streams on this instance, or a namespace's own cap (429);
     /// - `streams_full`: the instance holds `SSE_TICKET_MAX_STREAMS` streams
     ///   (503).
     pub reason: &'static str,
