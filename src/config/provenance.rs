@@ -255,7 +255,8 @@ fn redact_url(raw: &str, secret: bool) -> String {
             .collect();
         url.query_pairs_mut().clear().extend_pairs(pairs);
     }
-    url.to_string()
+    // Read as written, not percent-encoded.
+    url.to_string().replace("%5Bredacted%5D", REDACTED)
 }
 
 /// `path` fit for a TOML comment: no line break can end the comment early.

@@ -188,7 +188,7 @@ async fn print_config_never_shows_a_secret() {
     )
     .await;
     assert_eq!(code, Some(0), "{stderr}");
-    assert!(printed.contains("outbox_url = \"postgres://app:%5Bredacted%5D@127.0.0.1/app\""));
+    assert!(printed.contains("outbox_url = \"postgres://app:[redacted]@127.0.0.1/app\""));
     // The secret given by its variable, a URL's password by the file.
     let env_secret = "env-secret-that-is-long-enough-for-hs256!";
     let with_password = config_file(&format!("database_url = \"{database}\"\n"));

@@ -20,6 +20,9 @@ use toml::de::{DeTable, ValueDeserializer};
 use crate::namespace::{Namespace, NamespaceError};
 pub(crate) use setting::{Kind, Setting, settings};
 
+/// Largest configuration file read (1 MiB).
+const MAX_FILE_BYTES: u64 = 1 << 20;
+
 /// Why a configuration file was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigFileError {
@@ -123,10 +126,21 @@ pub struct ConfigFile {
 impl ConfigFile {
     /// Reads and checks the file at `path` against the options of `serve`.
     pub fn read(path: &Path, serve: &Command) -> Result<Self, ConfigFileError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read {
+        use std::io::Read as _;
+        let failed = |source| ConfigFileError::Read {
             path: path.display().to_string(),
             source,
-        })?;
+        };
+        let mut text = String::new();
+        // Bounded, so `--config /dev/zero` is an error rather than all memory.
+        std::fs::File::open(path)
+            .and_then(|file| file.take(MAX_FILE_BYTES + 1).read_to_string(&mut text))
+            .map_err(failed)?;
+        if text.len() as u64 > MAX_FILE_BYTES {
+            return Err(failed(std::io::Error::other(format!(
+                "larger than {MAX_FILE_BYTES} bytes"
+            ))));
+        }
         Self::parse(path, &text, serve)
     }
 

@@ -41,7 +41,7 @@ fn print_config_names_each_origin_and_redacts_secrets() {
         "max_streams_per_subject = 8  # file /etc/sse.toml:2",
         "heartbeat = \"5s\"  # flag",
         "ticket_ttl = \"1m\"  # default",
-        "redis_url = \"redis://:%5Bredacted%5D@a:7000,redis://:%5Bredacted%5D@b:7001\"  # file /etc/sse.toml:4",
+        "redis_url = \"redis://:[redacted]@a:7000,redis://:[redacted]@b:7001\"  # file /etc/sse.toml:4",
         "# jwks_url: not set",
         "[namespaces.\"chat/\"]  # file /etc/sse.toml:6",
         "history_max_per_topic = 50",
