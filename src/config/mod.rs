@@ -6,6 +6,7 @@ mod checks;
 mod file;
 mod outbox;
 mod provenance;
+mod redact;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -63,11 +64,11 @@ pub struct RedisSettings {
 }
 
 impl std::fmt::Debug for RedisSettings {
-    /// Shows the URL without its password.
+    /// Shows the URL (each seed node's, for a cluster) without its password.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         use secrecy::ExposeSecret as _;
         f.debug_struct("RedisSettings")
-            .field("url", &crate::db::redact_url(self.url.expose_secret()))
+            .field("url", &redact::urls(self.url.expose_secret(), true))
             .field("prefix", &self.prefix)
             .field("cluster", &self.cluster)
             .finish()

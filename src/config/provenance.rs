@@ -8,11 +8,9 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, Command};
 
 use super::file::{ConfigFile, Kind, Setting, settings};
+use super::redact::{self, REDACTED};
 use super::{Config, ConfigError};
 use crate::namespace::{NamespaceRules, Policy};
-
-/// What replaces a secret in `--print-config`.
-const REDACTED: &str = "[redacted]";
 
 /// `serve`'s options as parsed, and the configuration file they read.
 #[derive(Debug, Clone)]
@@ -211,52 +209,12 @@ fn toml_value(setting: &Setting<'_>, raw: &[String]) -> String {
 /// `value` fit to be shown: URLs without their passwords, secrets replaced.
 fn shown(setting: &Setting<'_>, value: &str) -> String {
     if setting.is_url() {
-        // A Redis Cluster's seed nodes come comma-separated.
-        let nodes: Vec<String> = value
-            .split(',')
-            .map(|node| redact_url(node.trim(), setting.is_secret()))
-            .collect();
-        return nodes.join(",");
+        return redact::urls(value, setting.is_secret());
     }
     if setting.is_secret() {
         return REDACTED.into();
     }
     value.into()
-}
-
-/// A URL with its password and any `password`/`secret` query parameter
-/// replaced; a secret setting's value that is no URL is replaced whole.
-fn redact_url(raw: &str, secret: bool) -> String {
-    let Ok(mut url) = reqwest::Url::parse(raw) else {
-        return if secret { REDACTED.into() } else { raw.into() };
-    };
-    let sensitive = |name: &str| {
-        let name = name.to_ascii_lowercase();
-        name.contains("password") || name.contains("secret")
-    };
-    let in_query = url.query_pairs().any(|(name, _)| sensitive(&name));
-    if url.password().is_none() && !in_query {
-        return raw.into();
-    }
-    if url.password().is_some() && url.set_password(Some(REDACTED)).is_err() {
-        return REDACTED.into();
-    }
-    if in_query {
-        let pairs: Vec<(String, String)> = url
-            .query_pairs()
-            .map(|(name, value)| {
-                let value = if sensitive(&name) {
-                    REDACTED.to_owned()
-                } else {
-                    value.into_owned()
-                };
-                (name.into_owned(), value)
-            })
-            .collect();
-        url.query_pairs_mut().clear().extend_pairs(pairs);
-    }
-    // Read as written, not percent-encoded.
-    url.to_string().replace("%5Bredacted%5D", REDACTED)
 }
 
 /// `path` fit for a TOML comment: no line break can end the comment early.

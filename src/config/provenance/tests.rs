@@ -57,17 +57,6 @@ fn print_config_names_each_origin_and_redacts_secrets() {
 }
 
 #[test]
-fn a_secret_that_is_no_url_is_replaced_whole() {
-    assert_eq!(redact_url("not a url", true), REDACTED);
-    assert_eq!(redact_url("not a url", false), "not a url");
-    assert_eq!(
-        redact_url("sqlite://sse-ticket.db", false),
-        "sqlite://sse-ticket.db"
-    );
-    assert!(!redact_url("postgres://u:pw@h/db", false).contains("pw"));
-}
-
-#[test]
 fn a_refused_value_from_the_file_is_reported_at_its_line() {
     let serve = ServeArgs::augment_args(Command::new("serve"));
     let file = ConfigFile::parse(
