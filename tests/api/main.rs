@@ -7,6 +7,7 @@ mod bearer;
 mod browser;
 mod cli;
 mod cluster;
+mod config_file;
 mod cors;
 mod docs;
 mod docs_page;
