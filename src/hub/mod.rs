@@ -74,6 +74,8 @@ pub struct Hub {
     pub(crate) fleet: Arc<Fleet>,
     /// The policy of each topic: its namespace's, or the service's.
     pub(crate) namespaces: Arc<Namespaces>,
+    /// The app's outbox, when one is consumed.
+    pub(crate) outbox: Option<Arc<crate::outbox::OutboxProbe>>,
 }
 
 impl std::fmt::Debug for Hub {

@@ -22,6 +22,7 @@ mod jti;
 mod oauth_library;
 mod openapi;
 mod ops;
+mod outbox;
 mod publish;
 mod resume;
 mod sse_token;
