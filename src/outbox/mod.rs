@@ -136,7 +136,7 @@ impl Outbox {
             if let Err(error) = probe.refresh_lag().await {
                 tracing::debug!(%error, "cannot read the outbox lag");
             }
-            let more = match outcome {
+            let next = match outcome {
                 Ok(report) => {
                     let metrics = &hub.metrics().outbox;
                     metrics.published.inc_by(report.published as u64);
@@ -144,39 +144,46 @@ impl Outbox {
                     match report.retry {
                         Some(error) => {
                             tracing::warn!(%error, "an outbox topic waits: its next row cannot be published now");
-                            None
+                            Next::Retry
                         }
-                        None => Some(report.published + report.dead > 0),
+                        None if report.published + report.dead > 0 => Next::Round,
+                        None => Next::Wait,
                     }
                 }
                 Err(error) => {
                     tracing::warn!(%error, "outbox round failed; its rows stay");
-                    None
+                    Next::Retry
                 }
             };
-            match more {
-                Some(more) => {
-                    backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
-                    if shutdown.is_cancelled() {
-                        return;
-                    }
-                    if more {
-                        continue;
-                    }
-                    tokio::select! {
-                        () = shutdown.cancelled() => return,
-                        () = wake.notified() => {}
-                        () = clock.sleep_until(clock.now() + crate::clock::span(POLL)) => {}
-                    }
-                }
-                None => {
-                    if !backoff.wait(&shutdown).await {
-                        return;
-                    }
-                }
+            if next != Next::Retry {
+                backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
+            }
+            let go_on = match next {
+                Next::Round => !shutdown.is_cancelled(),
+                Next::Wait => tokio::select! {
+                    () = shutdown.cancelled() => false,
+                    () = wake.notified() => true,
+                    () = clock.sleep_until(clock.now() + crate::clock::span(POLL)) => true,
+                },
+                Next::Retry => backoff.wait(&shutdown).await,
+            };
+            if !go_on {
+                return;
             }
         }
     }
+}
+
+/// What the consumer does after a round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// Another round at once: this one made progress.
+    Round,
+    /// Wait for a notification or the poll: nothing to do, or nothing this
+    /// instance may do (other instances hold the topics).
+    Wait,
+    /// Back off, then try again: a row or the round could not be done now.
+    Retry,
 }
 
 /// Creates what is missing of the outbox, retrying with backoff until it
