@@ -12,7 +12,7 @@
 //! round instead of being jumped.
 
 use futures_util::future::join_all;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 use super::row::{Outcome, Row, publish_row};
 use super::table::Table;
@@ -70,26 +70,40 @@ pub(super) async fn run(pool: &PgPool, table: &Table, hub: &Hub) -> Result<Repor
             Outcome::Retry(error) => report.retry = Some(error),
         }
     }
-    if !dead_ids.is_empty() {
+    (report.published, report.dead) = (done.len(), dead_ids.len());
+    if let Err(error) = finish(tx, table, done, dead_ids, reasons).await {
+        if report.published > 0 {
+            // Published but not deleted: a later round publishes them again.
+            tracing::error!(%error, rows = report.published, "outbox rows were published but their deletion did not commit; they will be published again");
+        }
+        return Err(error);
+    }
+    Ok(report)
+}
+
+/// Moves the dead rows to the dead-letter table, deletes them and the
+/// published ones, and commits.
+async fn finish(
+    mut tx: Transaction<'_, Postgres>,
+    table: &Table,
+    mut done: Vec<i64>,
+    mut dead: Vec<i64>,
+    reasons: Vec<String>,
+) -> Result<(), OutboxError> {
+    if !dead.is_empty() {
         timed(
             sqlx::query(&table.bury)
-                .bind(&dead_ids)
+                .bind(&dead)
                 .bind(&reasons)
                 .execute(&mut *tx),
         )
         .await?;
     }
-    (report.published, report.dead) = (done.len(), dead_ids.len());
-    done.append(&mut dead_ids);
+    done.append(&mut dead);
     if !done.is_empty() {
         timed(sqlx::query(&table.delete).bind(&done).execute(&mut *tx)).await?;
     }
-    if let Err(error) = timed(tx.commit()).await {
-        // Published but not deleted: the next round publishes them again.
-        tracing::error!(%error, rows = done.len(), "outbox rows were published but their deletion did not commit; they will be published again");
-        return Err(error);
-    }
-    Ok(report)
+    timed(tx.commit()).await
 }
 
 /// Locks topics of `head` (hash, first id, rows), oldest first, until their
