@@ -20,6 +20,7 @@ pub mod http;
 pub mod hub;
 pub mod metrics;
 pub mod namespace;
+pub mod outbox;
 pub mod redis_link;
 pub mod revocation;
 mod server;

@@ -3,8 +3,7 @@
 
 mod auth;
 mod health;
-
-use std::sync::atomic::AtomicU64;
+pub mod outbox;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -117,7 +116,7 @@ pub struct Metrics {
     /// Events deleted from history by retention.
     pub events_pruned: Counter,
     /// Events queued to a stream (one per stream per event).
-    pub events_delivered: Counter<u64, AtomicU64>,
+    pub events_delivered: Counter<u64, std::sync::atomic::AtomicU64>,
     /// Events read back from history or Redis that broke the rules of
     /// `/publish`, skipped instead of sent.
     pub events_invalid: Counter,
@@ -145,6 +144,8 @@ pub struct Metrics {
     pub auth: AuthMetrics,
     /// Backend readiness and open files, refreshed before each scrape.
     pub health: HealthMetrics,
+    /// The outbox consumer's rows and lag.
+    pub outbox: outbox::OutboxMetrics,
 }
 
 impl Metrics {
@@ -323,10 +324,7 @@ impl Metrics {
             "HTTP request latency until the response head",
             request_duration.clone(),
         );
-        let auth = AuthMetrics::register(&mut registry);
-        let health = HealthMetrics::register(&mut registry);
         Self {
-            registry,
             tickets_issued,
             tickets_redeemed,
             tickets_rejected,
@@ -352,8 +350,10 @@ impl Metrics {
             request_duration,
             requests_timed_out,
             request_heads_too_large,
-            auth,
-            health,
+            auth: AuthMetrics::register(&mut registry),
+            health: HealthMetrics::register(&mut registry),
+            outbox: outbox::OutboxMetrics::register(&mut registry),
+            registry,
         }
     }
 

@@ -24,6 +24,7 @@ mod namespaces;
 mod oauth_library;
 mod openapi;
 mod ops;
+mod outbox;
 mod publish;
 mod resume;
 mod sse_token;
