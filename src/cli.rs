@@ -1,13 +1,88 @@
-//! What the binary's subcommands do: `serve` runs the service, `mint` signs a
-//! development token.
+//! The binary's command line: `serve` runs the service (its settings from
+//! flags, variables and the configuration file), `mint` signs a development
+//! token, `migrate` applies the migrations.
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use secrecy::SecretString;
 
 use crate::auth::{KeySource, MintRequest, Permissions, Subject, TopicPattern, mint as sign};
-use crate::config::{Config, ServeArgs, TlsSetting};
+use crate::config::{Config, ConfigFile, Provenance, ServeArgs, TlsSetting};
+
+/// Single-use tickets for authenticated Server-Sent Events.
+#[derive(Parser)]
+#[command(name = "sse-ticket", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the service.
+    Serve(Box<ServeArgs>),
+    /// Print an HS256 bearer token signed with SSE_TICKET_JWT_SECRET, for curl and load tests.
+    Mint(MintArgs),
+    /// Apply the database migrations and exit (serve applies them too).
+    Migrate(MigrateArgs),
+}
+
+/// Parses the command line (exiting on `--help` or a bad flag, as clap
+/// does) and runs the subcommand.
+pub async fn run() -> ExitCode {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let (cli, provenance) = match parse(&argv) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            eprintln!("sse-ticket: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command {
+        Command::Serve(args) => serve(*args, provenance).await,
+        Command::Mint(args) => mint(args),
+        Command::Migrate(args) => migrate(args).await,
+    }
+}
+
+/// Parses `argv`; when `serve` names a configuration file, parses it again
+/// with the file's values as the defaults of `serve`'s options, so a flag
+/// or a variable still wins over them.
+pub fn parse(argv: &[OsString]) -> Result<(Cli, Provenance), crate::config::ConfigFileError> {
+    let first = Cli::command().get_matches_from(argv);
+    let path = first
+        .subcommand_matches("serve")
+        .and_then(|serve| serve.get_one::<std::path::PathBuf>("config"));
+    let mut command = Cli::command();
+    // Its options in their own order (installing defaults moves them).
+    let serve = command
+        .find_subcommand("serve")
+        .cloned()
+        .unwrap_or_else(|| clap::Command::new("serve"));
+    let file = match path {
+        Some(path) => {
+            let file = ConfigFile::read(path, &serve)?;
+            command = command.mut_subcommand("serve", |serve| file.install(serve));
+            Some(file)
+        }
+        None => None,
+    };
+    let matches = command.get_matches_from(argv);
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let serve_matches = matches
+        .subcommand_matches("serve")
+        .cloned()
+        .unwrap_or_default();
+    if let (Command::Serve(args), Some(file)) = (&mut cli.command, &file) {
+        args.namespaces = file.namespaces();
+    }
+    Ok((cli, Provenance::new(serve, serve_matches, file)))
+}
 
 /// Flags of `sse-ticket mint`.
 #[derive(Debug, Clone, clap::Args)]
@@ -95,15 +170,21 @@ pub fn mint(args: MintArgs) -> ExitCode {
     }
 }
 
-/// `sse-ticket serve`: runs the service until SIGINT or SIGTERM.
-pub async fn serve(args: ServeArgs) -> ExitCode {
+/// `sse-ticket serve`: runs the service until SIGINT or SIGTERM; with
+/// `--print-config`, prints the effective configuration and exits.
+pub async fn serve(args: ServeArgs, provenance: Provenance) -> ExitCode {
+    let print_config = args.print_config;
     let config = match Config::from_args(args) {
         Ok(config) => config,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("{}", provenance.explain(&e));
             return ExitCode::from(2);
         }
     };
+    if print_config {
+        print!("{}", provenance.render(&config));
+        return ExitCode::SUCCESS;
+    }
     crate::telemetry::init(config.log_format);
     // Each stream holds a socket: take every file the hard limit allows.
     match rlimit::increase_nofile_limit(u64::MAX) {

@@ -21,6 +21,7 @@ pub mod hub;
 pub mod idempotency;
 pub mod metrics;
 pub mod namespace;
+pub mod outbox;
 pub mod redis_link;
 pub mod revocation;
 mod server;

@@ -4,6 +4,8 @@
 mod auth;
 mod health;
 pub mod idempotency;
+pub mod outbox;
+mod process;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -29,8 +31,8 @@ pub struct RejectLabels {
     ///   is revoked: whenever it was issued;
     /// - `client_mismatch`: bound to a client IP (`SSE_TICKET_BIND_TICKET_TO_IP`)
     ///   and presented from another;
-    /// - `too_many_streams`: the subject holds
-    ///   `SSE_TICKET_MAX_STREAMS_PER_SUBJECT` streams on this instance (429);
+    /// - `too_many_streams`: the subject holds `SSE_TICKET_MAX_STREAMS_PER_SUBJECT`
+    ///   streams on this instance, or a namespace's own cap (429);
     /// - `streams_full`: the instance holds `SSE_TICKET_MAX_STREAMS` streams
     ///   (503).
     pub reason: &'static str,
@@ -144,6 +146,8 @@ pub struct Metrics {
     pub auth: AuthMetrics,
     /// Backend readiness and open files, refreshed before each scrape.
     pub health: HealthMetrics,
+    /// The outbox consumer's rows and lag.
+    pub outbox: outbox::OutboxMetrics,
     /// Publishes with an `Idempotency-Key`, by outcome.
     pub idempotency: idempotency::IdempotencyMetrics,
 }
@@ -324,11 +328,7 @@ impl Metrics {
             "HTTP request latency until the response head",
             request_duration.clone(),
         );
-        let auth = AuthMetrics::register(&mut registry);
-        let health = HealthMetrics::register(&mut registry);
-        let idempotency = idempotency::IdempotencyMetrics::register(&mut registry);
         Self {
-            registry,
             tickets_issued,
             tickets_redeemed,
             tickets_rejected,
@@ -354,9 +354,11 @@ impl Metrics {
             request_duration,
             requests_timed_out,
             request_heads_too_large,
-            auth,
-            health,
-            idempotency,
+            auth: AuthMetrics::register(&mut registry),
+            health: HealthMetrics::register(&mut registry),
+            outbox: outbox::OutboxMetrics::register(&mut registry),
+            idempotency: idempotency::IdempotencyMetrics::register(&mut registry),
+            registry,
         }
     }
 
@@ -367,23 +369,6 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
-    }
-
-    /// Copies in the refusals the HTTP layer answers before a request reaches the
-    /// service (slow and oversized heads), counted per process by the patched actix-http.
-    fn sync_connection_counts(&self) {
-        use actix_http::sse_ticket_patch as edge;
-        use std::sync::atomic::Ordering;
-        self.requests_timed_out
-            .get_or_create(&TimeoutLabels { phase: "head" })
-            .inner()
-            .store(edge::request_heads_timed_out(), Ordering::Relaxed);
-        self.request_heads_too_large
-            .inner()
-            .store(edge::request_heads_too_large(), Ordering::Relaxed);
-        self.database_timeouts
-            .inner()
-            .store(crate::db::timeouts(), Ordering::Relaxed);
     }
 }
 

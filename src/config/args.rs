@@ -7,6 +7,7 @@ use secrecy::SecretString;
 
 use super::LogFormat;
 use super::checks::secret;
+use crate::namespace::Namespace;
 
 /// The default of every setting, used by the flags and by [`super::Config::new`].
 pub mod defaults {
@@ -219,6 +220,14 @@ pub struct ServeArgs {
     /// Path of a TOML file: any setting by its name in lower case without the prefix, plus `[namespaces."<prefix>"]` tables; flags and variables win over it.
     #[arg(long, env = "SSE_TICKET_CONFIG")]
     pub config: Option<PathBuf>,
+
+    /// Print the effective configuration (secrets redacted, each value with where it came from) as a configuration file, and exit.
+    #[arg(long)]
+    pub print_config: bool,
+
+    /// The `[namespaces."<prefix>"]` tables of the configuration file.
+    #[arg(skip)]
+    pub namespaces: Vec<Namespace>,
 
     /// Log format.
     #[arg(long, env = "SSE_TICKET_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]

@@ -3,7 +3,10 @@
 
 mod args;
 mod checks;
+mod file;
 mod outbox;
+mod provenance;
+mod redact;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,7 +25,9 @@ use checks::{
     credentialed_cors, database_url, dev_bind, key_source, origin, positive_long, redis_settings,
     tls_setting, trusted_proxies,
 };
+pub use file::{ConfigFile, ConfigFileError, FileProblem};
 pub use outbox::OutboxSettings;
+pub use provenance::Provenance;
 
 /// Longest ticket lifetime or heartbeat interval accepted.
 pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
@@ -59,11 +64,11 @@ pub struct RedisSettings {
 }
 
 impl std::fmt::Debug for RedisSettings {
-    /// Shows the URL without its password.
+    /// Shows the URL (each seed node's, for a cluster) without its password.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         use secrecy::ExposeSecret as _;
         f.debug_struct("RedisSettings")
-            .field("url", &crate::db::redact_url(self.url.expose_secret()))
+            .field("url", &redact::urls(self.url.expose_secret(), true))
             .field("prefix", &self.prefix)
             .field("cluster", &self.cluster)
             .finish()
@@ -142,6 +147,9 @@ pub enum ConfigError {
     /// The TLS certificate or key cannot be used.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    /// A namespace table refused, or two naming one prefix.
+    #[error(transparent)]
+    Namespace(#[from] NamespaceError),
     /// A setting with a value outside its range.
     #[error("{name} {problem}")]
     Invalid {
@@ -280,7 +288,7 @@ impl Config {
             .map(origin)
             .collect::<Result<Vec<_>, _>>()?;
         credentialed_cors(&cors_origins, &keys)?;
-        Ok(Self {
+        let config = Self {
             bind: args.bind,
             keys,
             verifier: VerifierSettings {
@@ -326,9 +334,11 @@ impl Config {
                 "SSE_TICKET_IDEMPOTENCY_TTL",
                 args.idempotency_ttl.into(),
             )?,
-            namespaces: Vec::new(),
+            namespaces: args.namespaces,
             log_format: args.log_format,
             dev: args.dev,
-        })
+        };
+        config.namespace_policies()?;
+        Ok(config)
     }
 }

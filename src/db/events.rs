@@ -314,13 +314,18 @@ pub struct Keep {
     pub retained: Retained,
 }
 
-/// `CASE WHEN <under prefix 1> THEN <value 1> … ELSE <rest's value> END`.
+/// `CASE WHEN <under prefix 1> THEN <value 1> … ELSE <rest's value> END`,
+/// or the rest's value alone without namespaces (a `CASE` needs a `WHEN`).
 fn push_by_prefix(
     query: &mut Statement,
     keep: &[Keep],
     rest: Retained,
     value: impl Fn(&Retained) -> i64,
 ) {
+    if keep.is_empty() {
+        query.int(value(&rest));
+        return;
+    }
     query.push("CASE");
     for Keep { prefix, retained } in keep {
         query.push(" WHEN ");
@@ -336,9 +341,9 @@ fn push_under(query: &mut Statement, prefix: &str) {
     query
         .push("(topic = ")
         .text(prefix.to_owned())
-        .push(" OR substr(topic, 1, ")
-        .int(i64::try_from(below.len()).unwrap_or(i64::MAX))
-        .push(") = ")
+        // The length is ours, not the request's: written out, it has the
+        // integer type `substr` takes on both engines.
+        .push(&format!(" OR substr(topic, 1, {}) = ", below.len()))
         .text(below)
         .push(")");
 }

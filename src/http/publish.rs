@@ -8,9 +8,7 @@ use serde_json::json;
 use super::bearer::Bearer;
 use super::body::{self, string_not_null};
 use super::error::ApiError;
-use crate::auth::Topic;
-use crate::broker::EventType;
-use crate::hub::{Hub, Publication, Publisher};
+use crate::hub::{Hub, Publication, PublicationError, Publisher};
 use crate::idempotency::IdempotencyKey;
 
 /// The request header naming a publish so that its repeats publish nothing.
@@ -40,18 +38,18 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::
 impl PublishRequest {
     /// The request's parts, parsed.
     fn publication(self) -> Result<Publication, ApiError> {
-        let topic = Topic::parse(&self.topic)
-            .map_err(|e| ApiError::InvalidTopic(format!("{:?} is not a topic: {e}", self.topic)))?;
-        let kind = match self.event {
-            None => EventType::message(),
-            Some(raw) => {
-                EventType::parse(&raw).map_err(|e| ApiError::InvalidBody(e.to_string()))?
-            }
-        };
-        let data = self
-            .data
-            .ok_or_else(|| ApiError::InvalidBody("the body has no data field".into()))?;
-        Ok(Publication { topic, kind, data })
+        // Checked in this order: the topic, the event type, then the data.
+        let has_data = self.data.is_some();
+        let data = self.data.unwrap_or_default();
+        let publication =
+            Publication::parse(&self.topic, self.event.as_deref(), data).map_err(|e| match e {
+                PublicationError::Topic { .. } => ApiError::InvalidTopic(e.to_string()),
+                PublicationError::EventType(_) => ApiError::InvalidBody(e.to_string()),
+            })?;
+        if !has_data {
+            return Err(ApiError::InvalidBody("the body has no data field".into()));
+        }
+        Ok(publication)
     }
 }
 

@@ -35,7 +35,7 @@ pub use crate::broker::{MAX_EVENT_DATA, MAX_EVENT_TYPE_LEN};
 pub use idempotent::Published;
 pub use issuing::{BearerError, IssueTicketError, MAX_TOPICS_PER_TICKET};
 pub use opening::{MAX_REPLAY, MAX_REPLAY_BYTES, OpenStreamError, OpenedStream, STREAM_CAP_RETRY};
-pub use publishing::{Publication, PublishError, Publisher};
+pub use publishing::{Publication, PublicationError, PublishError, Publisher};
 pub use revoking::{JtiRevoked, MAX_JTI_LEN, REVOCATION_RELOAD, RevocationError};
 pub(crate) use revoking::{apply_notices, load_revocations, reload_periodically};
 
@@ -76,6 +76,8 @@ pub struct Hub {
     pub(crate) fleet: Arc<Fleet>,
     /// The policy of each topic: its namespace's, or the service's.
     pub(crate) namespaces: Arc<Namespaces>,
+    /// The app's outbox, when one is consumed.
+    pub(crate) outbox: Option<Arc<crate::outbox::OutboxProbe>>,
     /// The `Idempotency-Key`s of publishes, shared by every instance.
     pub(crate) idempotency: crate::idempotency::Ledger,
 }

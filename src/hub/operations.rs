@@ -12,18 +12,34 @@ impl Hub {
     /// backends are asked at once, so a hung one delays the answer by its
     /// own deadline only.
     pub async fn readiness(&self) -> Vec<(&'static str, Result<(), String>)> {
-        let (database, tickets, broker) =
-            futures_util::join!(self.db.ping(), self.tickets.ping(), self.broker.ping());
-        vec![
+        let outbox = async {
+            match &self.outbox {
+                Some(outbox) => Some(outbox.readiness().await),
+                None => None,
+            }
+        };
+        let (database, tickets, broker, outbox) = futures_util::join!(
+            self.db.ping(),
+            self.tickets.ping(),
+            self.broker.ping(),
+            outbox
+        );
+        let mut checks = vec![
             self.verifier.readiness(),
             ("database", database.map_err(|e| e.to_string())),
             ("tickets", tickets.map_err(|e| e.to_string())),
             ("broker", broker.map_err(|e| e.to_string())),
-        ]
+        ];
+        checks.extend(outbox.map(|state| ("outbox", state)));
+        checks
     }
 
     /// Waits until every queued database write is done (at shutdown).
     pub async fn flush(&self) {
+        // The outbox's round under way publishes before the history flushes.
+        if let Some(outbox) = &self.outbox {
+            outbox.stopped().await;
+        }
         if let Some(history) = &self.history {
             history.flush().await;
         }

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use bytestring::ByteString;
 use uuid::Uuid;
 
-use crate::auth::{Claims, Topic};
-use crate::broker::{BrokerError, Event, EventType};
+use crate::auth::{Claims, Topic, TopicError};
+use crate::broker::{BrokerError, Event, EventType, EventTypeError};
 use crate::db::BatchError;
 use crate::idempotency::IdempotencyError;
 
@@ -21,6 +21,42 @@ pub struct Publication {
     pub kind: EventType,
     /// Its data, any JSON value.
     pub data: serde_json::Value,
+}
+
+/// Why a publisher's topic or event type was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PublicationError {
+    /// The topic is not a topic.
+    #[error("{raw:?} is not a topic: {source}")]
+    Topic {
+        /// The topic as the publisher sent it.
+        raw: String,
+        /// What is wrong with it.
+        source: TopicError,
+    },
+    /// The event type is malformed or reserved.
+    #[error(transparent)]
+    EventType(#[from] EventTypeError),
+}
+
+impl Publication {
+    /// Parses a publisher's topic, event type (`None`: `message`) and data:
+    /// the one parse `POST /publish` and the outbox share.
+    pub fn parse(
+        topic: &str,
+        event: Option<&str>,
+        data: serde_json::Value,
+    ) -> Result<Self, PublicationError> {
+        let topic = Topic::parse(topic).map_err(|source| PublicationError::Topic {
+            raw: topic.to_owned(),
+            source,
+        })?;
+        let kind = match event {
+            None => EventType::message(),
+            Some(raw) => EventType::parse(raw)?,
+        };
+        Ok(Self { topic, kind, data })
+    }
 }
 
 /// Who publishes: a bearer through `POST /publish`, or the outbox.

@@ -62,6 +62,9 @@ pub enum StartError {
     /// Two namespaces name one prefix.
     #[error(transparent)]
     Namespaces(#[from] crate::namespace::NamespaceError),
+    /// The outbox cannot be configured.
+    #[error(transparent)]
+    Outbox(#[from] crate::outbox::OutboxError),
     /// The listen address cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -184,6 +187,11 @@ impl Server {
             }
             _ => None,
         };
+        let outbox = config
+            .outbox
+            .as_ref()
+            .map(|settings| crate::outbox::Outbox::new(settings, metrics.outbox.clone()))
+            .transpose()?;
         let hub = web::Data::new(Hub {
             verifier,
             tickets,
@@ -206,8 +214,12 @@ impl Server {
             ip_binding: config.bind_ticket_to_ip,
             fleet,
             namespaces,
+            outbox: outbox.as_ref().map(crate::outbox::Outbox::probe),
             idempotency,
         });
+        if let Some(outbox) = outbox {
+            tokio::spawn(outbox.run(hub.clone().into_inner(), shutdown.clone()));
+        }
         spawn_key_warm_up(hub.clone(), shutdown.clone());
         spawn_stream_closer(hub.clone(), shutdown.clone());
         if let Some(notices) = hub.broker.notices() {

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{assert_error, header, spawn_app};
+use crate::helpers::{Relay, assert_error, header, spawn_app};
 
 #[tokio::test]
 async fn healthz_answers_ok() {
@@ -89,42 +89,6 @@ async fn unknown_routes_and_methods_get_json_errors() {
     assert_error(response, 405, "method_not_allowed").await;
 }
 
-/// A TCP relay to a real server that a test can cut, to see an outage.
-struct Relay {
-    port: u16,
-    tasks: std::sync::Arc<parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
-}
-
-impl Relay {
-    async fn start(upstream: String) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let tasks = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
-        let accepted = tasks.clone();
-        let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let upstream = upstream.clone();
-                accepted.lock().push(tokio::spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                }));
-            }
-        });
-        tasks.lock().push(accept);
-        Self { port, tasks }
-    }
-
-    /// Closes the listener and every relayed connection.
-    fn cut(&self) {
-        for task in self.tasks.lock().drain(..) {
-            task.abort();
-        }
-    }
-}
-
 #[tokio::test]
 #[ignore = "needs a Postgres to cut off: .ci/run runs it with SSE_TICKET_TEST_POSTGRES_URL"]
 async fn readyz_names_the_database_when_it_stops_answering() {
@@ -132,19 +96,9 @@ async fn readyz_names_the_database_when_it_stops_answering() {
         std::env::var("SSE_TICKET_TEST_POSTGRES_URL").is_ok(),
         "set SSE_TICKET_TEST_POSTGRES_URL to a Postgres this test can cut off"
     );
-    let direct: reqwest::Url = crate::helpers::fresh_database_url()
-        .await
-        .parse()
-        .expect("URL");
-    let upstream = format!(
-        "{}:{}",
-        direct.host_str().expect("host"),
-        direct.port().unwrap_or(5432)
-    );
-    let relay = Relay::start(upstream).await;
-    let mut relayed = direct.clone();
-    relayed.set_port(Some(relay.port)).expect("port");
-    let relayed = relayed.as_str().parse().expect("a database URL");
+    let direct = crate::helpers::fresh_database_url().await;
+    let (relay, relayed) = Relay::to_postgres(&direct).await;
+    let relayed = relayed.parse().expect("a database URL");
     let app = crate::helpers::spawn_app_with(|c| c.database_url = relayed).await;
     assert_eq!(app.get("/readyz").await.status(), 200);
 

@@ -191,3 +191,17 @@ async fn history_expires_after_its_ttl() {
         Some(recent.as_str())
     );
 }
+
+#[tokio::test]
+async fn a_stream_on_a_prefix_pattern_resumes_the_topics_under_it_only() {
+    let app = spawn_app().await;
+    let first = app.publish("orders/1", None, json!(1)).await;
+    let below = app.publish("orders/2/lines", None, json!(2)).await;
+    app.publish("ordersx", None, json!("not under orders/"))
+        .await;
+    let itself = app.publish("orders", None, json!(3)).await;
+    let mut stream = resume(&app, "alice", &["orders/*"], &first).await;
+    for id in [&below, &itself] {
+        assert_eq!(stream.next_event().await.id.as_deref(), Some(id.as_str()));
+    }
+}

@@ -1,8 +1,9 @@
 //! One way to start the server and talk to it, shared by every test: the
 //! server in-process ([`app`]), its SSE streams ([`sse`]), the binary as a
 //! process ([`process`]), raw HTTP/1.1 over TCP ([`raw`]), Redis ([`redis`]),
-//! certificates and HTTP/2 over TLS ([`tls`]), and a local auth webhook
-//! ([`webhook`]).
+//! certificates and HTTP/2 over TLS ([`tls`]), a local auth webhook
+//! ([`webhook`]), a TCP relay that cuts a database off ([`relay`]), and an
+//! app's outbox ([`outbox`]).
 
 use std::time::Duration;
 
@@ -10,18 +11,22 @@ use serde_json::Value;
 
 mod app;
 mod cluster;
+mod outbox;
 mod process;
 mod raw;
 mod redis;
+mod relay;
 mod sse;
 mod tls;
 mod webhook;
 
 pub use self::app::*;
 pub use self::cluster::*;
+pub use self::outbox::*;
 pub use self::process::*;
 pub use self::raw::*;
 pub use self::redis::*;
+pub use self::relay::*;
 pub use self::sse::*;
 pub use self::tls::*;
 pub use self::webhook::*;
