@@ -3,7 +3,7 @@
 
 use uuid::Uuid;
 
-use crate::idempotency::{Begun, Fingerprint, IdempotencyError, IdempotencyKey, Scope};
+use crate::idempotency::{Begun, Fingerprint, IdempotencyError, IdempotencyKey, KeyDigest, Scope};
 
 use super::Hub;
 use super::publishing::{Publication, PublishError, Publisher};
@@ -32,6 +32,23 @@ impl Hub {
         key: Option<IdempotencyKey>,
         publication: Publication,
     ) -> Result<Published, PublishError> {
+        let key = key.map(|key| {
+            key.digest(match publisher {
+                Publisher::Bearer(claims) => Scope::Subject(&claims.sub),
+                Publisher::Outbox => Scope::Outbox,
+            })
+        });
+        self.publish_keyed(publisher, key, publication).await
+    }
+
+    /// [`Hub::publish_idempotent`] under a key digest already made: the
+    /// outbox's, for a row's own `idempotency_key` or the row itself.
+    pub(crate) async fn publish_keyed(
+        &self,
+        publisher: Publisher<'_>,
+        key: Option<KeyDigest>,
+        publication: Publication,
+    ) -> Result<Published, PublishError> {
         let Some(key) = key else {
             let id = self.publish_as(publisher, publication).await?;
             return Ok(Published {
@@ -44,10 +61,6 @@ impl Hub {
             publication.kind.as_str(),
             &publication.data,
         );
-        let key = key.digest(match publisher {
-            Publisher::Bearer(claims) => Scope::Subject(&claims.sub),
-            Publisher::Outbox => Scope::Outbox,
-        });
         // Checked before the key is looked at: a refused publish leaves no trace.
         let checked = self.check(publisher, publication)?;
         let keeps_history = checked.keeps_history;

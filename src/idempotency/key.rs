@@ -86,6 +86,21 @@ pub enum Scope<'a> {
 pub struct KeyDigest([u8; 32]);
 
 impl KeyDigest {
+    /// The key an outbox row without an `idempotency_key` is published
+    /// under: the row itself (its table, id and creation time, so a table
+    /// recreated with its ids starting over makes new keys), in a scope of
+    /// its own, so that a row published again after a crash answers its
+    /// first id instead of publishing twice.
+    pub fn outbox_row(table: &str, id: i64, created_micros: i64) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(b"outbox-row\0");
+        hasher.update(table.as_bytes());
+        hasher.update(b"\0");
+        hasher.update(id.to_be_bytes());
+        hasher.update(created_micros.to_be_bytes());
+        Self(hasher.finalize().into())
+    }
+
     /// The digest in hex, as stores name it.
     pub fn hex(&self) -> String {
         hex::encode(self.0)
@@ -135,6 +150,14 @@ mod tests {
             }
         }
         assert_eq!(digests[0], key.digest(Scope::Subject(&alice)));
+        let row = KeyDigest::outbox_row("sse_outbox", 1, 0);
+        assert!(!digests.contains(&row));
+        assert_ne!(
+            row,
+            KeyDigest::outbox_row("sse_outbox", 1, 1),
+            "a reused id"
+        );
+        assert_ne!(row, KeyDigest::outbox_row("other_outbox", 1, 0));
         let secret = IdempotencyKey::parse(b"order-42-attempt").expect("a key");
         assert!(!format!("{secret:?}").contains("order-42"));
     }

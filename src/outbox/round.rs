@@ -57,7 +57,12 @@ pub(super) async fn run(pool: &PgPool, table: &Table, hub: &Hub) -> Result<Repor
     .map(Row::read)
     .collect::<Result<Vec<_>, _>>()?;
 
-    let outcomes = join_all(by_topic(rows).iter().map(|rows| publish_topic(hub, rows))).await;
+    let outcomes = join_all(
+        by_topic(rows)
+            .iter()
+            .map(|rows| publish_topic(hub, &table.name, rows)),
+    )
+    .await;
     let (mut done, mut dead_ids, mut reasons) = (Vec::new(), Vec::new(), Vec::new());
     for (id, outcome) in outcomes.into_iter().flatten() {
         match outcome {
@@ -161,10 +166,10 @@ fn by_topic(rows: Vec<Row>) -> Vec<Vec<Row>> {
 
 /// Publishes one topic's rows one after the other; stops at a row someone
 /// else holds, or at one that must wait, so no row jumps one before it.
-async fn publish_topic(hub: &Hub, rows: &[Row]) -> Vec<(i64, Outcome)> {
+async fn publish_topic(hub: &Hub, table: &str, rows: &[Row]) -> Vec<(i64, Outcome)> {
     let mut outcomes = Vec::new();
     for row in rows.iter().take_while(|row| row.claimed) {
-        let outcome = publish_row(hub, row).await;
+        let outcome = publish_row(hub, table, row).await;
         let wait = matches!(outcome, Outcome::Retry(_));
         outcomes.push((row.id, outcome));
         if wait {

@@ -7,7 +7,7 @@ use sqlx::postgres::PgRow;
 use super::table::MAX_DATA_TEXT;
 use crate::broker::MAX_EVENT_DATA;
 use crate::hub::{Hub, Publication, PublishError, Publisher};
-use crate::idempotency::{IdempotencyKey, KeyError, MAX_KEY_LEN};
+use crate::idempotency::{IdempotencyKey, KeyDigest, KeyError, MAX_KEY_LEN, Scope};
 
 /// A row as a round reads it. Text columns come capped one past their
 /// limit, and `data` only when it can be within it, so a huge row costs no
@@ -29,6 +29,9 @@ pub(super) struct Row {
     data_bytes: Option<i32>,
     data: Option<String>,
     idempotency_key: Option<String>,
+    /// `created_at` in microseconds since the epoch (0 when `NULL`): with
+    /// the id, the row's identity when it has no `idempotency_key`.
+    created_us: i64,
 }
 
 impl Row {
@@ -44,6 +47,7 @@ impl Row {
             data_bytes: row.try_get("data_bytes")?,
             data: row.try_get("data")?,
             idempotency_key: row.try_get("idempotency_key")?,
+            created_us: row.try_get("created_us")?,
         })
     }
 
@@ -103,19 +107,21 @@ pub(super) enum Outcome {
 
 /// Publishes `row` exactly as `POST /publish` would publish its body, with
 /// the outbox's rights: the one place the outbox calls the hub.
-pub(super) async fn publish_row(hub: &Hub, row: &Row) -> Outcome {
+pub(super) async fn publish_row(hub: &Hub, table: &str, row: &Row) -> Outcome {
     let publication = match row.publication() {
         Ok(publication) => publication,
         Err(reason) => return Outcome::Dead(reason),
     };
     // Deduplicated as `POST /publish`'s `Idempotency-Key`, in the outbox's
-    // own scope: a row published again after a crash answers the first id.
+    // own scope; a row without one under its own identity. Either way a
+    // row published again after a crash answers its first id.
     let key = match row.idempotency_key() {
-        Ok(key) => key,
+        Ok(Some(key)) => key.digest(Scope::Outbox),
+        Ok(None) => KeyDigest::outbox_row(table, row.id, row.created_us),
         Err(reason) => return Outcome::Dead(reason),
     };
     match hub
-        .publish_idempotent(Publisher::Outbox, key, publication)
+        .publish_keyed(Publisher::Outbox, Some(key), publication)
         .await
     {
         Ok(_) => Outcome::Published,
@@ -151,6 +157,7 @@ mod tests {
             data_bytes: data.map(|d| i32::try_from(d.len()).expect("short")),
             data: data.map(Into::into),
             idempotency_key: None,
+            created_us: 0,
         }
     }
 

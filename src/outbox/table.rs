@@ -122,7 +122,8 @@ impl Table {
                      o.data IS NULL AS no_data, octet_length(j.text) AS data_bytes, \
                      CASE WHEN c.id IS NOT NULL AND octet_length(j.text) <= {MAX_DATA_TEXT} \
                           THEN j.text END AS data, \
-                     left(o.idempotency_key, {key_cap}) AS idempotency_key \
+                     left(o.idempotency_key, {key_cap}) AS idempotency_key, \
+                     coalesce((extract(epoch FROM o.created_at) * 1000000)::int8, 0) AS created_us \
                  FROM {t} AS o LEFT JOIN claimed AS c ON c.id = o.id \
                      CROSS JOIN LATERAL (SELECT o.data::text AS text) AS j \
                  WHERE hashtext(coalesce(o.topic, '')) = ANY($1) \

@@ -52,3 +52,37 @@ async fn rows_with_one_key_publish_one_event_and_another_body_under_it_is_dead_l
     assert!(!replayed);
     assert_ne!(Some(id), paid.id);
 }
+
+#[tokio::test]
+#[ignore = "needs Postgres: .ci/run runs it with SSE_TICKET_TEST_POSTGRES_URL"]
+async fn a_row_without_a_key_that_comes_back_after_its_publish_is_not_published_twice() {
+    let db = AppDb::fresh().await;
+    let app = spawn_with_outbox(&db).await;
+    let mut live = app.subscribe("alice", &["orders/42"]).await;
+    db.execute(
+        r#"CREATE TABLE kept AS SELECT * FROM sse_outbox WITH NO DATA;
+           INSERT INTO sse_outbox (topic, event, data) VALUES ('orders/42', 'order.paid', '{"n": 1}');
+           INSERT INTO kept SELECT * FROM sse_outbox;"#,
+    )
+    .await;
+    let first = live.next_event().await;
+    assert_eq!(first.json(), json!({"n": 1}));
+    db.wait_drained().await;
+    // The row as it was before its round committed: what an instance
+    // killed between its publish and its commit leaves behind. Then a new
+    // row, to see what was published between them.
+    db.execute(
+        r#"INSERT INTO sse_outbox SELECT * FROM kept;
+           INSERT INTO sse_outbox (topic, event, data) VALUES ('orders/42', 'order.paid', '{"n": 2}');"#,
+    )
+    .await;
+    let next = live.next_event().await;
+    assert_eq!(next.json(), json!({"n": 2}), "the row came back unpublished");
+    db.wait_drained().await;
+    assert!(db.dead().await.is_empty());
+    assert_eq!(
+        app.metric("sse_ticket_idempotency_total{outcome=\"replayed\"}")
+            .await,
+        1.0
+    );
+}
