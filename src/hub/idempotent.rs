@@ -66,7 +66,17 @@ impl Hub {
         let keeps_history = checked.keeps_history;
         let held = |id| self.history_holds(id, keeps_history);
         let outcomes = &self.metrics.idempotency;
-        let claimed = match self.idempotency.begin(key, fingerprint, held).await? {
+        let begun = match publisher {
+            Publisher::Bearer(_) => self.idempotency.begin(key, fingerprint, held).await?,
+            // The consumer holds the row's topic in the app's database: a
+            // claim still pending is a dead instance's.
+            Publisher::Outbox => {
+                self.idempotency
+                    .begin_exclusive(key, fingerprint, held)
+                    .await?
+            }
+        };
+        let claimed = match begun {
             Begun::Publish(claimed) => claimed,
             Begun::Replay(id) => {
                 outcomes.record("replayed");

@@ -65,8 +65,10 @@ pub enum Publisher<'a> {
     /// A bearer whose `sse.publish` must cover the topic, in a namespace
     /// that accepts `/publish`.
     Bearer(&'a Claims),
-    /// The app's outbox: trusted like the app's own database, and allowed
-    /// where `publish = false`.
+    /// The app's outbox consumer: trusted like the app's own database,
+    /// allowed where `publish = false`, and holding the row's topic lock in
+    /// that database while it publishes (so an idempotency claim still
+    /// pending is a dead instance's, taken over at once).
     Outbox,
 }
 

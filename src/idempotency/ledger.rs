@@ -20,6 +20,15 @@ use crate::clock::{SharedClock, span};
 const POLL_MIN: Duration = Duration::from_millis(10);
 const POLL_MAX: Duration = Duration::from_millis(250);
 
+/// Who may publish a key while another's claim on it is pending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Holder {
+    /// Anyone with the key: wait for the claim's owner, or its lease.
+    Shared,
+    /// Only the caller: the pending claim's owner is gone.
+    Exclusive,
+}
+
 /// How a keyed publish begins.
 #[derive(Debug)]
 pub enum Begun {
@@ -97,6 +106,39 @@ impl Ledger {
         H: Fn(Uuid) -> F,
         F: Future<Output = Result<bool, IdempotencyError>>,
     {
+        self.begin_as(key, fingerprint, held, Holder::Shared).await
+    }
+
+    /// [`Ledger::begin`] for a caller that alone may publish `key` now
+    /// (the outbox, holding its topic's lock in the app's database, which
+    /// a dead instance's transaction gave up with its connection): a
+    /// pending claim is a dead owner's, taken over at once instead of
+    /// after its lease.
+    pub async fn begin_exclusive<H, F>(
+        &self,
+        key: KeyDigest,
+        fingerprint: Fingerprint,
+        held: H,
+    ) -> Result<Begun, IdempotencyError>
+    where
+        H: Fn(Uuid) -> F,
+        F: Future<Output = Result<bool, IdempotencyError>>,
+    {
+        self.begin_as(key, fingerprint, held, Holder::Exclusive)
+            .await
+    }
+
+    async fn begin_as<H, F>(
+        &self,
+        key: KeyDigest,
+        fingerprint: Fingerprint,
+        held: H,
+        holder: Holder,
+    ) -> Result<Begun, IdempotencyError>
+    where
+        H: Fn(Uuid) -> F,
+        F: Future<Output = Result<bool, IdempotencyError>>,
+    {
         let deadline = tokio::time::Instant::now() + self.wait;
         let mut backoff = Backoff::new(POLL_MIN, POLL_MAX);
         let fresh = Claim {
@@ -131,13 +173,24 @@ impl Ledger {
                 Some(Entry::Done { fingerprint: f, id }) => {
                     return Ok(answer(f == fingerprint, id));
                 }
-                Some(Entry::Pending { claim, lease_until }) if lease_until > times.now => {
+                Some(Entry::Pending { claim, lease_until })
+                    if lease_until > times.now && holder == Holder::Shared =>
+                {
                     if claim.fingerprint != fingerprint {
                         return Ok(Begun::Reused);
                     }
                     lease_left = (lease_until - times.now).to_std().unwrap_or_default();
                 }
-                Some(Entry::Pending { claim: stale, .. }) => {
+                Some(Entry::Pending {
+                    claim: stale,
+                    lease_until,
+                }) => {
+                    // An exclusive holder judges the claim as of its lease's
+                    // end: the stores take over only an ended lease.
+                    let times = Times {
+                        now: times.now.max(lease_until),
+                        ..times
+                    };
                     let same = stale.fingerprint == fingerprint;
                     if held(stale.id).await? {
                         // Its owner stored it and stopped before saying so.

@@ -138,6 +138,41 @@ async fn a_crashed_owners_claim_is_taken_over_after_its_lease_under_the_same_id(
 }
 
 #[tokio::test]
+async fn an_exclusive_holder_takes_a_pending_claim_over_at_once_within_its_lease() {
+    for (name, store) in stores().await {
+        let clock = ManualClock::default();
+        let (a, b) = (ledger(&store, &clock), ledger(&store, &clock));
+        let key = fresh_key();
+        let first = published(begin(&a, key, 1, &History::holding(&[])).await);
+        // A crashed after storing its event: answered, not published again.
+        let stored = History::holding(&[first.id()]);
+        match b
+            .begin_exclusive(key, fingerprint(1), |id| stored.held(id))
+            .await
+            .expect("the store answers")
+        {
+            Begun::Replay(id) => assert_eq!(id, first.id(), "{name}"),
+            other => panic!("{name}: expected a replay at once, got {other:?}"),
+        }
+        // A crashed before storing anything: published under its id, now.
+        let key = fresh_key();
+        let first = published(begin(&a, key, 1, &History::holding(&[])).await);
+        let none = History::holding(&[]);
+        let again = b
+            .begin_exclusive(key, fingerprint(1), |id| none.held(id))
+            .await
+            .expect("the store answers");
+        let again = published(again);
+        assert_eq!(again.id(), first.id(), "{name}");
+        assert!(again.taken_over(), "{name}");
+        assert!(
+            !a.finish(&first).await.expect("finish"),
+            "{name}: no longer A's"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_crashed_owner_whose_event_was_stored_is_answered_without_publishing() {
     for (name, store) in stores().await {
         let clock = ManualClock::default();

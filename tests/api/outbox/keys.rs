@@ -77,7 +77,11 @@ async fn a_row_without_a_key_that_comes_back_after_its_publish_is_not_published_
     )
     .await;
     let next = live.next_event().await;
-    assert_eq!(next.json(), json!({"n": 2}), "the row came back unpublished");
+    assert_eq!(
+        next.json(),
+        json!({"n": 2}),
+        "the row came back unpublished"
+    );
     db.wait_drained().await;
     assert!(db.dead().await.is_empty());
     assert_eq!(
