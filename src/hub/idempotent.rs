@@ -3,7 +3,9 @@
 
 use uuid::Uuid;
 
-use crate::idempotency::{Begun, Fingerprint, IdempotencyError, IdempotencyKey, KeyDigest, Scope};
+use crate::idempotency::{
+    Begun, Fingerprint, Holder, IdempotencyError, IdempotencyKey, KeyDigest, Scope,
+};
 
 use super::Hub;
 use super::publishing::{Publication, PublishError, Publisher};
@@ -66,16 +68,15 @@ impl Hub {
         let keeps_history = checked.keeps_history;
         let held = |id| self.history_holds(id, keeps_history);
         let outcomes = &self.metrics.idempotency;
-        let begun = match publisher {
-            Publisher::Bearer(_) => self.idempotency.begin(key, fingerprint, held).await?,
-            // The consumer holds the row's topic in the app's database: a
-            // claim still pending is a dead instance's.
-            Publisher::Outbox => {
-                self.idempotency
-                    .begin_exclusive(key, fingerprint, held)
-                    .await?
-            }
+        let holder = match publisher {
+            Publisher::Bearer(_) => Holder::Shared,
+            // The consumer holds the row's topic in the app's database.
+            Publisher::Outbox => Holder::Exclusive,
         };
+        let begun = self
+            .idempotency
+            .begin(key, fingerprint, held, holder)
+            .await?;
         let claimed = match begun {
             Begun::Publish(claimed) => claimed,
             Begun::Replay(id) => {

@@ -22,10 +22,14 @@ const POLL_MAX: Duration = Duration::from_millis(250);
 
 /// Who may publish a key while another's claim on it is pending.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Holder {
-    /// Anyone with the key: wait for the claim's owner, or its lease.
+pub enum Holder {
+    /// Anyone with the key (`POST /publish`): wait for the claim's owner,
+    /// or for its lease to end.
     Shared,
-    /// Only the caller: the pending claim's owner is gone.
+    /// Only the caller may publish it now (the outbox, holding the row's
+    /// topic lock in the app's database, which a dead instance's
+    /// transaction gave up with its connection): a pending claim is a dead
+    /// owner's.
     Exclusive,
 }
 
@@ -95,40 +99,9 @@ impl Ledger {
 
     /// Begins a publish of `fingerprint` under `key`. `held(id)` says
     /// whether the event history already holds `id`: an owner whose lease
-    /// ran out may have stored its event before it stopped.
+    /// ran out may have stored its event before it stopped. With
+    /// [`Holder::Exclusive`], a pending claim is taken over at once.
     pub async fn begin<H, F>(
-        &self,
-        key: KeyDigest,
-        fingerprint: Fingerprint,
-        held: H,
-    ) -> Result<Begun, IdempotencyError>
-    where
-        H: Fn(Uuid) -> F,
-        F: Future<Output = Result<bool, IdempotencyError>>,
-    {
-        self.begin_as(key, fingerprint, held, Holder::Shared).await
-    }
-
-    /// [`Ledger::begin`] for a caller that alone may publish `key` now
-    /// (the outbox, holding its topic's lock in the app's database, which
-    /// a dead instance's transaction gave up with its connection): a
-    /// pending claim is a dead owner's, taken over at once instead of
-    /// after its lease.
-    pub async fn begin_exclusive<H, F>(
-        &self,
-        key: KeyDigest,
-        fingerprint: Fingerprint,
-        held: H,
-    ) -> Result<Begun, IdempotencyError>
-    where
-        H: Fn(Uuid) -> F,
-        F: Future<Output = Result<bool, IdempotencyError>>,
-    {
-        self.begin_as(key, fingerprint, held, Holder::Exclusive)
-            .await
-    }
-
-    async fn begin_as<H, F>(
         &self,
         key: KeyDigest,
         fingerprint: Fingerprint,

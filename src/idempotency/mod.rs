@@ -34,7 +34,7 @@ use crate::redis_link::RedisFailure;
 pub use database::DatabaseStore;
 pub use fingerprint::Fingerprint;
 pub use key::{IdempotencyKey, KeyDigest, KeyError, MAX_KEY_LEN, Scope};
-pub use ledger::{Begun, Claimed, Ledger};
+pub use ledger::{Begun, Claimed, Holder, Ledger};
 pub use redis_store::RedisStore;
 
 /// How long a pending claim holds a key before another request may take it

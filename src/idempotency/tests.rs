@@ -90,7 +90,20 @@ impl History {
 
 async fn begin(ledger: &Ledger, key: KeyDigest, n: i64, history: &History) -> Begun {
     ledger
-        .begin(key, fingerprint(n), |id| history.held(id))
+        .begin(key, fingerprint(n), |id| history.held(id), Holder::Shared)
+        .await
+        .expect("the store answers")
+}
+
+/// [`begin`] of event 1 by the only one who may publish it now.
+async fn begin_exclusive(ledger: &Ledger, key: KeyDigest, history: &History) -> Begun {
+    ledger
+        .begin(
+            key,
+            fingerprint(1),
+            |id| history.held(id),
+            Holder::Exclusive,
+        )
         .await
         .expect("the store answers")
 }
@@ -146,11 +159,7 @@ async fn an_exclusive_holder_takes_a_pending_claim_over_at_once_within_its_lease
         let first = published(begin(&a, key, 1, &History::holding(&[])).await);
         // A crashed after storing its event: answered, not published again.
         let stored = History::holding(&[first.id()]);
-        match b
-            .begin_exclusive(key, fingerprint(1), |id| stored.held(id))
-            .await
-            .expect("the store answers")
-        {
+        match begin_exclusive(&b, key, &stored).await {
             Begun::Replay(id) => assert_eq!(id, first.id(), "{name}"),
             other => panic!("{name}: expected a replay at once, got {other:?}"),
         }
@@ -158,11 +167,7 @@ async fn an_exclusive_holder_takes_a_pending_claim_over_at_once_within_its_lease
         let key = fresh_key();
         let first = published(begin(&a, key, 1, &History::holding(&[])).await);
         let none = History::holding(&[]);
-        let again = b
-            .begin_exclusive(key, fingerprint(1), |id| none.held(id))
-            .await
-            .expect("the store answers");
-        let again = published(again);
+        let again = published(begin_exclusive(&b, key, &none).await);
         assert_eq!(again.id(), first.id(), "{name}");
         assert!(again.taken_over(), "{name}");
         assert!(
