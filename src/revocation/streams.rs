@@ -12,7 +12,10 @@ use super::closing::{CloseSignal, Closed, Closing};
 use crate::auth::Subject;
 
 /// Open streams by some key, each with the signal that closes it.
-type Streams<K, V = Arc<CloseSignal>> = Arc<DashMap<K, HashMap<u64, V>>>;
+type Streams<K> = Arc<DashMap<K, HashMap<u64, Arc<CloseSignal>>>>;
+
+/// The open streams of each subject, with how many count in each scope.
+type BySubject = Arc<DashMap<Subject, Held>>;
 
 /// A cap a stream counts against: at most `max` streams of one subject in
 /// `scope` (0 the service, else a namespace: see
@@ -32,11 +35,50 @@ struct Listed {
     scopes: Box<[usize]>,
 }
 
+/// One subject's open streams, and how many of them count in each scope
+/// (kept, not counted, so an open costs the same at 10 streams or 10,000).
+#[derive(Debug, Default)]
+struct Held {
+    streams: HashMap<u64, Listed>,
+    per_scope: HashMap<usize, usize>,
+}
+
+impl Held {
+    fn count(&self, scope: usize) -> usize {
+        self.per_scope.get(&scope).copied().unwrap_or(0)
+    }
+
+    fn insert(&mut self, id: u64, listed: Listed) {
+        for scope in &listed.scopes {
+            *self.per_scope.entry(*scope).or_default() += 1;
+        }
+        self.streams.insert(id, listed);
+    }
+
+    fn remove(&mut self, id: u64) {
+        let Some(listed) = self.streams.remove(&id) else {
+            return;
+        };
+        for scope in &listed.scopes {
+            if let Some(n) = self.per_scope.get_mut(scope) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_scope.remove(scope);
+                }
+            }
+        }
+    }
+
+    fn signals(&self) -> impl Iterator<Item = &Arc<CloseSignal>> {
+        self.streams.values().map(|listed| &listed.signal)
+    }
+}
+
 /// The open streams of each subject, each with a signal that closes it, and
 /// the caps on how many there may be.
 #[derive(Debug)]
 pub struct StreamRegistry {
-    by_subject: Streams<Subject, Listed>,
+    by_subject: BySubject,
     /// The same streams, by the `jti` of the token they were opened under.
     by_jti: Streams<Arc<str>>,
     next_id: AtomicU64,
@@ -61,7 +103,7 @@ pub enum RegisterError {
 /// Keeps a stream listed while it lives.
 #[derive(Debug)]
 pub struct Registration {
-    by_subject: Streams<Subject, Listed>,
+    by_subject: BySubject,
     by_jti: Streams<Arc<str>>,
     open: Arc<AtomicUsize>,
     sub: Subject,
@@ -80,11 +122,11 @@ impl Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        if let Some(mut streams) = self.by_subject.get_mut(&self.sub) {
-            streams.remove(&self.id);
+        if let Some(mut held) = self.by_subject.get_mut(&self.sub) {
+            held.remove(self.id);
         }
         self.by_subject
-            .remove_if(&self.sub, |_, streams| streams.is_empty());
+            .remove_if(&self.sub, |_, held| held.streams.is_empty());
         if let Some(jti) = &self.jti {
             if let Some(mut streams) = self.by_jti.get_mut(jti) {
                 streams.remove(&self.id);
@@ -133,18 +175,14 @@ impl StreamRegistry {
         {
             // The count and the insert under one shard lock: concurrent
             // opens of one subject cannot both take its last place.
-            let mut streams = self.by_subject.entry(sub.clone()).or_default();
-            let full = caps.iter().any(|cap| {
-                let held = streams.values().filter(|s| s.scopes.contains(&cap.scope));
-                held.count() >= cap.max
-            });
-            if full {
-                drop(streams);
+            let mut held = self.by_subject.entry(sub.clone()).or_default();
+            if caps.iter().any(|cap| held.count(cap.scope) >= cap.max) {
+                drop(held);
                 self.open.fetch_sub(1, Ordering::AcqRel);
                 return Err(RegisterError::SubjectFull);
             }
             let scopes = caps.iter().map(|cap| cap.scope).collect();
-            streams.insert(
+            held.insert(
                 id,
                 Listed {
                     signal: signal.clone(),
@@ -176,9 +214,9 @@ impl StreamRegistry {
 
     /// Closes every open stream of `sub`; returns how many.
     pub fn close_subject(&self, sub: &Subject) -> usize {
-        self.by_subject.get(sub).map_or(0, |streams| {
-            close(streams.values().map(|s| &s.signal), Closed::Revoked)
-        })
+        self.by_subject
+            .get(sub)
+            .map_or(0, |held| close(held.signals(), Closed::Revoked))
     }
 
     /// Closes every open stream opened under a token with `jti`; returns how many.
@@ -192,8 +230,8 @@ impl StreamRegistry {
     /// the shutdown.
     pub fn close_all(&self) {
         self.shut.store(true, Ordering::Release);
-        for streams in self.by_subject.iter() {
-            close(streams.values().map(|s| &s.signal), Closed::Shutdown);
+        for held in self.by_subject.iter() {
+            close(held.signals(), Closed::Shutdown);
         }
     }
 }
