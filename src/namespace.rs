@@ -167,14 +167,6 @@ impl Namespaces {
         Ok(Self { service, by_prefix })
     }
 
-    /// Only the service-wide policy.
-    pub fn service_only(service: Policy) -> Self {
-        Self {
-            service,
-            by_prefix: Vec::new(),
-        }
-    }
-
     /// The service-wide policy.
     pub fn service(&self) -> &Policy {
         &self.service

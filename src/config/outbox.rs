@@ -18,13 +18,6 @@ pub struct OutboxSettings {
     pub table: String,
 }
 
-impl OutboxSettings {
-    /// The dead-letter table.
-    pub fn dead_table(&self) -> String {
-        format!("{}_dead", self.table)
-    }
-}
-
 impl std::fmt::Debug for OutboxSettings {
     /// Shows the URL without its password.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -84,7 +77,7 @@ mod tests {
         let set = check(Some("postgres://app:pw@db/app"), "events_out")
             .expect("valid")
             .expect("set");
-        assert_eq!(set.dead_table(), "events_out_dead");
+        assert_eq!(set.table, "events_out");
         assert!(!format!("{set:?}").contains("pw"), "no password in Debug");
         for table in ["", "Outbox", "1box", "out box", "out;drop", &"t".repeat(59)] {
             assert!(check(None, table).is_err(), "{table:?}");

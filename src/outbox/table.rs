@@ -17,7 +17,7 @@ pub(super) const MAX_DATA_TEXT: usize = 2 * MAX_EVENT_DATA;
 /// manage their own migrations run exactly this (docs/outbox.md shows it
 /// for `sse_outbox`).
 pub fn schema_sql(table: &str) -> String {
-    let dead = format!("{table}_dead");
+    let dead = dead_table(table);
     format!(
         r#"CREATE TABLE IF NOT EXISTS "{table}" (
     id              bigserial PRIMARY KEY,
@@ -86,11 +86,16 @@ pub(super) struct Table {
     pub lag: String,
 }
 
+/// The dead-letter twin of the outbox table `table`.
+fn dead_table(table: &str) -> String {
+    format!("{table}_dead")
+}
+
 impl Table {
     /// The SQL of `name` and of `<name>_dead`.
     pub fn new(name: &str) -> Self {
         let t = format!("\"{name}\"");
-        let dead = format!("\"{name}_dead\"");
+        let dead = format!("\"{}\"", dead_table(name));
         // Per table (its oid, so the same name in two schemas is two
         // tables) and per topic hash: one 64-bit advisory lock key.
         let topic_lock = format!(
